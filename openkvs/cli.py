@@ -1,0 +1,88 @@
+"""The ``openkvs`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from dataclasses import fields
+
+from openkvs import __version__, logs
+from openkvs.config import Config
+
+_FLAGS = {
+    "host": "address to listen on",
+    "port": "port to listen on",
+    "data_dir": "where the embedded store keeps streams and fragments",
+    "public_url": "base URL GetDataEndpoint returns (default: this server's own)",
+    "region": "region used in stream ARNs",
+    "account_id": "account id used in stream ARNs",
+    "log_level": "debug, info, warning or error",
+    "getmedia_idle_timeout_s": "seconds a caught-up GetMedia waits for a new fragment before ending",
+    "getmedia_calls_per_second": "GetMedia calls per second per stream",
+    "getmedia_max_connections": "concurrent GetMedia sessions per stream",
+    "getmedia_max_bytes_per_second": "GetMedia bytes per second per session",
+    "putmedia_idle_timeout_s": "seconds without data before a PutMedia is closed",
+    "max_fragment_bytes": "largest fragment accepted",
+    "max_fragment_duration_ms": "longest fragment accepted",
+    "retention_interval_s": "how often retention runs",
+}
+
+
+def _env_default(name: str, default: object) -> object:
+    raw = os.environ.get("OPENKVS_" + name.upper())
+    if raw is None:
+        return default
+    return type(default)(raw) if default is not None else raw
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = sub.add_parser("serve", help="run the OpenKVS server")
+    defaults = Config()
+    for f in fields(Config):
+        if f.name not in _FLAGS:
+            continue
+        default = getattr(defaults, f.name)
+        kind = type(default) if default is not None else str
+        serve.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=kind,
+            default=_env_default(f.name, default),
+            help=f"{_FLAGS[f.name]} (env OPENKVS_{f.name.upper()}; default {default})",
+        )
+    serve.add_argument(
+        "--no-rate-limits",
+        action="store_true",
+        default=os.environ.get("OPENKVS_NO_RATE_LIMITS", "") not in ("", "0"),
+        help="turn off the per-session byte-rate caps (for benchmarks)",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="openkvs", description="OpenKVS: self-hosted KVS")
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
+        config = Config(**values)
+        config.rate_limits = not args.no_rate_limits
+        logs.setup(config.log_level)
+        from openkvs.server import serve
+
+        try:
+            asyncio.run(serve(config))
+        except OSError as exc:
+            print(
+                f"openkvs: cannot serve on {config.host}:{config.port}: {exc.strerror}. "
+                "Pick another --port or stop what is using it.",
+                file=sys.stderr,
+            )
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Typed configuration, from command-line flags or OPENKVS_* environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = "./openkvs-data"
+    public_url: str | None = None
+    region: str = "us-west-2"
+    account_id: str = "123456789012"
+    log_level: str = "warning"
+    # GetMedia
+    getmedia_idle_timeout_s: float = 30.0
+    getmedia_calls_per_second: float = 5.0
+    getmedia_max_connections: int = 3
+    getmedia_max_bytes_per_second: float = 25_000_000.0
+    # PutMedia
+    putmedia_idle_timeout_s: float = 30.0
+    putmedia_idle_ack_interval_s: float = 3.0
+    max_fragment_bytes: int = 50_000_000
+    max_fragment_duration_ms: int = 20_000
+    max_tracks: int = 3
+    # memory buffer for streams with DataRetentionInHours == 0
+    live_buffer_seconds: float = 300.0
+    live_buffer_bytes: int = 200_000_000
+    # retention sweeper
+    retention_interval_s: float = 60.0
+    rate_limits: bool = True
+
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"

@@ -1,0 +1,39 @@
+"""AWS error types as the KVS service model defines them.
+
+The core raises these without knowing HTTP; the server renders them with the
+status, ``x-amzn-ErrorType`` and ``{"Message": ...}`` body that botocore expects.
+"""
+
+from __future__ import annotations
+
+
+class AwsError(Exception):
+    """An error AWS would return before a response body starts."""
+
+    code = "InternalFailure"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _error(code: str, status: int) -> type[AwsError]:
+    return type(code, (AwsError,), {"code": code, "status": status, "__doc__": f"AWS {code}."})
+
+
+ResourceNotFoundException = _error("ResourceNotFoundException", 404)
+ResourceInUseException = _error("ResourceInUseException", 400)
+InvalidArgumentException = _error("InvalidArgumentException", 400)
+VersionMismatchException = _error("VersionMismatchException", 400)
+ClientLimitExceededException = _error("ClientLimitExceededException", 400)
+ConnectionLimitExceededException = _error("ConnectionLimitExceededException", 400)
+TagsPerResourceExceededLimitException = _error("TagsPerResourceExceededLimitException", 400)
+InvalidResourceFormatException = _error("InvalidResourceFormatException", 400)
+AccountStreamLimitExceededException = _error("AccountStreamLimitExceededException", 400)
+NotAuthorizedException = _error("NotAuthorizedException", 401)
+InvalidEndpointException = _error("InvalidEndpointException", 400)
+NoDataRetentionException = _error("NoDataRetentionException", 400)
+SerializationException = _error("SerializationException", 400)
+UnknownOperationException = _error("UnknownOperationException", 404)
+InternalFailure = _error("InternalFailure", 500)

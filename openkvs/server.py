@@ -1,0 +1,95 @@
+"""The asyncio HTTP/1.1 server: one port for the control plane, PutMedia and GetMedia.
+
+It only routes requests and renders errors; the operations live in ``openkvs.api``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from openkvs.api.control import ControlPlane
+from openkvs.api.http import error_response, json_response, read_json
+from openkvs.api.media import MediaService
+from openkvs.config import Config
+from openkvs.errors import AwsError, InternalFailure, UnknownOperationException
+from openkvs.store.base import Store
+
+log = logging.getLogger("openkvs.server")
+
+CONTROL = web.AppKey("control", ControlPlane)
+MEDIA = web.AppKey("media", MediaService)
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    op = request.match_info["op"]
+    control = request.app[CONTROL]
+    media = request.app[MEDIA]
+    try:
+        if op == "putMedia":
+            return await media.put_media(request)
+        if op == "getMedia":
+            return await media.get_media(request)
+        handler = control.operation(op)
+        if handler is None:
+            raise UnknownOperationException(f"Unknown operation {op}.")
+        return json_response(request, await handler(await read_json(request)))
+    except AwsError as err:
+        return error_response(request, err)
+    except Exception:
+        log.exception("internal error in %s", op)
+        return error_response(request, InternalFailure("Internal service error."))
+
+
+def build_app(config: Config, store: Store) -> web.Application:
+    app = web.Application(client_max_size=1 << 20)
+    control = ControlPlane(store, config)
+    media = MediaService(store, control, config)
+    app[CONTROL] = control
+    app[MEDIA] = media
+
+    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+        control.load(await store.open())
+        await media.start()
+        yield
+        await media.stop()
+        await store.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post("/{op}", dispatch)
+    return app
+
+
+def default_store(config: Config) -> Store:
+    """The embedded store in ``--data-dir``; ``:memory:`` keeps nothing across restarts."""
+    if config.data_dir == ":memory:":
+        from openkvs.store.memory import MemoryStore
+
+        return MemoryStore()
+    from openkvs.store.embedded import EmbeddedStore
+
+    return EmbeddedStore(config.data_dir)
+
+
+async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM, then finish or reject in-flight work and exit."""
+    app = build_app(config, default_store(config))
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    await site.start()
+    log.warning("openkvs listening", extra={"url": config.base_url(), "data_dir": config.data_dir})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.warning("openkvs shutting down")
+        await runner.cleanup()

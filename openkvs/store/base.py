@@ -1,0 +1,54 @@
+"""The storage interface: the one seam between the HTTP layer and where bytes live.
+
+Kept as small as tidwall/wal's API so that the embedded store and a clustered
+backend (PostgreSQL + object store) are interchangeable. Every method that
+returns after a write returns only once the write is durable (fsynced).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from openkvs.model import Fragment, FragmentMeta, StreamInfo
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (disk full, I/O error, corrupt data)."""
+
+
+class OutOfOrderError(StoreError):
+    """An append whose sequence number is not the stream's last plus one."""
+
+
+class FragmentGone(StoreError):
+    """The fragment was deleted (retention, stream deletion) before it could be read."""
+
+
+class Store(Protocol):
+    """Durable streams and their fragments."""
+
+    async def open(self) -> list[StreamInfo]:
+        """Open (running recovery) and return every stored stream."""
+
+    async def close(self) -> None: ...
+
+    async def save_stream(self, info: StreamInfo) -> None:
+        """Create or replace a stream's control-plane record, durably."""
+
+    async def delete_stream(self, key: str) -> None:
+        """Forget the stream and all its fragments."""
+
+    async def append(self, key: str, fragment: Fragment) -> None:
+        """Store a fragment durably. Its seq must be the stream's last seq + 1."""
+
+    def index(self, key: str) -> list[FragmentMeta]:
+        """The stream's stored fragments, oldest first (a live view: do not mutate)."""
+
+    async def read(self, key: str, meta: FragmentMeta) -> Fragment:
+        """Read one stored fragment back; raise FragmentGone if it was deleted."""
+
+    async def truncate_before(self, key: str, server_ms: int) -> int:
+        """Delete fragments whose server timestamp is older than ``server_ms``.
+
+        Returns how many were deleted. Never blocks appends for long.
+        """
