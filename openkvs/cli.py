@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import fields
 
 from openkvs import __version__, logs
@@ -34,7 +35,8 @@ def _env_default(name: str, default: object) -> object:
     raw = os.environ.get("OPENKVS_" + name.upper())
     if raw is None:
         return default
-    return type(default)(raw) if default is not None else raw
+    convert: Callable[[str], object] = type(default) if default is not None else str
+    return convert(raw)
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

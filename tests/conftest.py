@@ -108,3 +108,17 @@ def server(make_server) -> ServerProcess:  # type: ignore[no-untyped-def]
 
 
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture(scope="session")
+def av_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six seconds of H.264 + AAC from ffmpeg, six 1-second Clusters."""
+    from tests.media import ffmpeg_mkv
+
+    return ffmpeg_mkv(tmp_path_factory.mktemp("media") / "clip.mkv")
+
+
+@pytest.fixture(scope="session")
+def sdk_capture() -> bytes:
+    """The first 2 MiB of a real PutMedia body from the C producer SDK."""
+    return fixture_path("producer-sdk/putmedia-h264-realtime.mkv").read_bytes()

@@ -1,0 +1,203 @@
+"""GetMedia: stream stored and live fragments as MKV chunks (spec §6).
+
+Chunks go out in fragment-number order; once caught up the response follows
+the live edge, and ends cleanly after an idle period so that clients resume
+with the continuation token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from openkvs.api.http import id_headers, read_json
+from openkvs.errors import (
+    ClientLimitExceededException,
+    ConnectionLimitExceededException,
+    InvalidArgumentException,
+)
+from openkvs.getmedia.chunk import ERROR_FRAGMENT_NOT_FOUND, chunk_parts, error_chunk
+from openkvs.live.state import StreamState, admit
+from openkvs.model import FragmentMeta, FragmentNumber
+from openkvs.store.base import FragmentGone
+
+if TYPE_CHECKING:
+    from openkvs.api.media import MediaService
+
+SELECTOR_TYPES = (
+    "FRAGMENT_NUMBER",
+    "SERVER_TIMESTAMP",
+    "PRODUCER_TIMESTAMP",
+    "NOW",
+    "EARLIEST",
+    "CONTINUATION_TOKEN",
+)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def parse_timestamp(value: Any) -> int:
+    """StartTimestamp as epoch ms: botocore sends epoch seconds; accept ISO-8601 too."""
+    if isinstance(value, bool):
+        raise InvalidArgumentException("StartTimestamp must be a timestamp.")
+    if isinstance(value, int | float):
+        return int(round(value * 1000))
+    if isinstance(value, str):
+        try:
+            return int(round(float(value) * 1000))
+        except ValueError:
+            pass
+        try:
+            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+        except ValueError:
+            pass
+    raise InvalidArgumentException("StartTimestamp must be a timestamp.")
+
+
+def _member(selector: dict[str, Any], name: str, kind: str) -> Any:
+    value = selector.get(name)
+    if value is None:
+        raise InvalidArgumentException(f"StartSelector.{name} is required for {kind}.")
+    return value
+
+
+def _fragment_number(value: Any, name: str) -> FragmentNumber | None:
+    """A fragment number we issued, None for a well-formed one we could not have issued."""
+    if not isinstance(value, str) or not value or len(value) > 128:
+        raise InvalidArgumentException(
+            f"StartSelector.{name} must be a string of 1-128 characters."
+        )
+    pattern_ok = (
+        value.isdigit()
+        if name == "AfterFragmentNumber"
+        else all(c.isalnum() or c in "_.-" for c in value)
+    )
+    if not pattern_ok:
+        raise InvalidArgumentException(f"StartSelector.{name} is not valid: {value!r}.")
+    try:
+        return FragmentNumber.parse(value)
+    except ValueError:
+        return None
+
+
+class Start:
+    """Where a read begins: a seq to serve from, or a fragment number that was not found."""
+
+    def __init__(self, seq: int | None = None, missing: str | None = None) -> None:
+        self.seq, self.missing = seq, missing
+
+
+def start_position(state: StreamState, selector: dict[str, Any]) -> Start:
+    kind = selector.get("StartSelectorType")
+    if kind not in SELECTOR_TYPES:
+        raise InvalidArgumentException(
+            f"StartSelector.StartSelectorType must be one of {', '.join(SELECTOR_TYPES)}."
+        )
+    if kind == "NOW":
+        return Start(state.last_completed_seq + 1)
+    if kind == "EARLIEST":
+        first = state.earliest()
+        return Start(first.seq if first else state.last_completed_seq + 1)
+    if kind in ("FRAGMENT_NUMBER", "CONTINUATION_TOKEN"):
+        name = "AfterFragmentNumber" if kind == "FRAGMENT_NUMBER" else "ContinuationToken"
+        raw = _member(selector, name, kind)
+        number = _fragment_number(raw, name)
+        found = state.find(number) if number is not None else None
+        return Start(found.seq + 1) if found else Start(missing=raw)
+    at = parse_timestamp(_member(selector, "StartTimestamp", kind))
+    meta = state.containing(at, producer=kind == "PRODUCER_TIMESTAMP")
+    return Start(meta.seq if meta else state.last_completed_seq + 1)
+
+
+class Pacer:
+    """Caps a session's byte rate (25 MB/s on AWS) with a one-second burst."""
+
+    def __init__(self, bytes_per_second: float) -> None:
+        self.rate = bytes_per_second
+        self.started = time.monotonic()
+        self.sent = 0
+
+    async def sent_bytes(self, count: int) -> None:
+        if self.rate <= 0:
+            return
+        self.sent += count
+        ahead = self.sent / self.rate - (time.monotonic() - self.started) - 1.0
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+
+
+async def get_media(service: MediaService, request: web.Request) -> web.StreamResponse:
+    body = await read_json(request)
+    name, arn = body.get("StreamName"), body.get("StreamARN")
+    selector = body.get("StartSelector")
+    if not isinstance(selector, dict):
+        raise InvalidArgumentException("StartSelector is required.")
+    info = service.control.resolve(name, arn)
+    state = service.state(info)
+    start = start_position(state, selector)
+    config = service.config
+    if not admit(state.get_calls, time.monotonic(), config.getmedia_calls_per_second):
+        raise ClientLimitExceededException(
+            "GetMedia calls per second for this stream exceeded. Retry after a moment."
+        )
+    if state.readers >= config.getmedia_max_connections:
+        raise ConnectionLimitExceededException(
+            f"At most {config.getmedia_max_connections} GetMedia sessions per stream."
+        )
+    response = web.StreamResponse(status=200, headers=id_headers(request))
+    response.content_type = "video/webm"
+    response.enable_chunked_encoding()
+    state.readers += 1
+    try:
+        await response.prepare(request)
+        if start.seq is None:
+            await response.write(
+                error_chunk(start.missing or "0", ERROR_FRAGMENT_NOT_FOUND, "FRAGMENT_NOT_FOUND")
+            )
+        else:
+            await serve_fragments(service, state, response, start.seq)
+        await response.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass  # the reader went away
+    finally:
+        state.readers -= 1
+    return response
+
+
+async def serve_fragments(
+    service: MediaService, state: StreamState, response: web.StreamResponse, seq: int
+) -> None:
+    config = service.config
+    pacer = Pacer(config.getmedia_max_bytes_per_second if config.rate_limits else 0)
+    while not state.closed and not service.closing:
+        meta = state.first_from(seq)
+        if meta is None or meta.seq > state.last_completed_seq:
+            if not await state.wait(config.getmedia_idle_timeout_s):
+                return
+            continue
+        seq = meta.seq + 1
+        await send_fragment(state, response, meta, pacer)
+
+
+async def send_fragment(
+    state: StreamState, response: web.StreamResponse, meta: FragmentMeta, pacer: Pacer
+) -> None:
+    try:
+        fragment = await state.fetch(meta)
+    except FragmentGone:
+        await response.write(
+            error_chunk(meta.number, ERROR_FRAGMENT_NOT_FOUND, "FRAGMENT_NOT_FOUND")
+        )
+        return
+    for part in chunk_parts(fragment, now_ms()):
+        await response.write(part)
+    await pacer.sent_bytes(meta.size)
+
+
+__all__ = ["get_media"]

@@ -1,0 +1,169 @@
+"""One stream's runtime state, owned by the event loop (one owner, no locks).
+
+The stored index answers for persisted fragments; ``live`` holds the newest
+completed fragments in memory, so NOW readers are served without touching the
+disk and streams with no retention still have a live edge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections import deque
+from collections.abc import Callable
+
+from openkvs.model import Fragment, FragmentMeta, FragmentNumber, StreamInfo
+from openkvs.store.base import Store
+
+_KEEP_PERSISTED = 8
+_KEEP_PERSISTED_BYTES = 64 << 20
+
+
+def _seq(meta: FragmentMeta) -> int:
+    return meta.seq
+
+
+class StreamState:
+    def __init__(self, info: StreamInfo, store: Store) -> None:
+        self.info = info
+        self.store = store
+        stored = store.index(info.key)
+        self.next_seq = stored[-1].seq + 1 if stored else 1
+        self.last_completed_seq = self.next_seq - 1
+        self.last_frame_ms = stored[-1].producer_ms if stored else -1
+        self.live: list[Fragment] = []
+        self.live_bytes = 0
+        self.publisher: object | None = None
+        self.readers = 0
+        self.get_calls: deque[float] = deque()
+        self.put_calls: deque[float] = deque()
+        self.closed = False
+        self._changed = asyncio.Event()
+
+    @property
+    def persistent(self) -> bool:
+        return self.info.data_retention_hours > 0
+
+    def allocate(self, server_ms: int) -> FragmentNumber:
+        number = FragmentNumber.make(self.next_seq, server_ms)
+        self.next_seq += 1
+        return number
+
+    def add_live(
+        self, fragment: Fragment, now_ms: int, buffer_ms: float, buffer_bytes: int
+    ) -> None:
+        """Make a completed fragment visible to readers and wake them."""
+        self.live.append(fragment)
+        self.live_bytes += fragment.meta.size
+        self.last_completed_seq = max(self.last_completed_seq, fragment.meta.seq)
+        self.trim(now_ms, buffer_ms, buffer_bytes)
+        self.notify()
+
+    def drop_live(self, seq: int) -> None:
+        for i, fragment in enumerate(self.live):
+            if fragment.meta.seq == seq:
+                self.live_bytes -= fragment.meta.size
+                del self.live[i]
+                return
+
+    def trim(self, now_ms: int, buffer_ms: float, buffer_bytes: int) -> None:
+        """Bound memory: the live buffer (no retention), or a few persisted fragments."""
+        if self.persistent:
+            stored = self.store.index(self.info.key)
+            last_stored = stored[-1].seq if stored else 0
+            while (
+                len(self.live) > 1
+                and self.live[0].meta.seq <= last_stored
+                and (len(self.live) > _KEEP_PERSISTED or self.live_bytes > _KEEP_PERSISTED_BYTES)
+            ):
+                self._pop()
+        else:
+            while len(self.live) > 1 and (
+                self.live_bytes > buffer_bytes or now_ms - self.live[0].meta.server_ms > buffer_ms
+            ):
+                self._pop()
+
+    def _pop(self) -> None:
+        self.live_bytes -= self.live[0].meta.size
+        del self.live[0]
+
+    def notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait for a new fragment (or closing); False on timeout."""
+        changed = self._changed
+        try:
+            await asyncio.wait_for(changed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+        self.notify()
+
+    def _sources(self) -> tuple[list[FragmentMeta], list[FragmentMeta]]:
+        return self.store.index(self.info.key), [f.meta for f in self.live]
+
+    def first_from(self, seq: int) -> FragmentMeta | None:
+        """The oldest fragment whose seq is ``seq`` or later."""
+        found = [
+            s[i] for s in self._sources() if (i := bisect.bisect_left(s, seq, key=_seq)) < len(s)
+        ]
+        return min(found, key=_seq) if found else None
+
+    def earliest(self) -> FragmentMeta | None:
+        return self.first_from(0)
+
+    def find(self, number: FragmentNumber) -> FragmentMeta | None:
+        meta = self.first_from(number.seq)
+        return meta if meta is not None and meta.number == number else None
+
+    def containing(self, time_ms: int, producer: bool) -> FragmentMeta | None:
+        """The fragment containing ``time_ms``: the last that started at or before it.
+
+        A time before the first fragment gives the first; a time past the end of the
+        newest gives None (the reader waits for the live edge).
+        """
+
+        def start(meta: FragmentMeta) -> int:
+            return meta.producer_ms if producer else meta.server_ms
+
+        before = [
+            s[i - 1]
+            for s in self._sources()
+            if (i := bisect.bisect_right(s, time_ms, key=start)) > 0
+        ]
+        if not before:
+            return self.earliest()
+        meta = max(before, key=_seq)
+        if self.first_from(meta.seq + 1) is None and time_ms >= start(meta) + max(
+            meta.duration_ms, 1
+        ):
+            return None
+        return meta
+
+    def with_producer_ms(self, producer_ms: int) -> FragmentMeta | None:
+        meta = self.containing(producer_ms, producer=True)
+        return meta if meta is not None and meta.producer_ms == producer_ms else None
+
+    async def fetch(self, meta: FragmentMeta) -> Fragment:
+        i = bisect.bisect_left(self.live, meta.seq, key=lambda f: f.meta.seq)
+        if i < len(self.live) and self.live[i].meta.seq == meta.seq:
+            return self.live[i]
+        return await self.store.read(self.info.key, meta)
+
+
+def admit(calls: deque[float], now: float, per_second: float) -> bool:
+    """Sliding one-second window: may one more call start now?"""
+    while calls and now - calls[0] >= 1.0:
+        calls.popleft()
+    if len(calls) >= per_second:
+        return False
+    calls.append(now)
+    return True
+
+
+Clock = Callable[[], float]

@@ -1,0 +1,161 @@
+"""The push parser, fed whole, byte by byte, in odd pieces, and with bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from openkvs.mkv import ebml
+from openkvs.mkv.reader import (
+    ClusterEnd,
+    ClusterStart,
+    EbmlHeader,
+    Element,
+    EndOfStream,
+    MkvError,
+    MkvReader,
+    SegmentEnd,
+    SegmentStart,
+)
+from tests.conftest import fixture_path
+
+AWS_FILES = [
+    "aws-getmedia/output_get_media.mkv",
+    "aws-getmedia/output_get_media_sparse_fragments.mkv",
+    "aws-getmedia/output-get-media-non-increasing-timecode.mkv",
+    "aws-getmedia/test_mixed_tags.mkv",
+    "aws-getmedia/empty-mkv-with-tags.mkv",
+]
+
+
+def summary(events: list[object]) -> list[tuple[str, int, int]]:
+    out = []
+    for e in events:
+        if isinstance(e, Element):
+            out.append(("element", e.id, len(e.raw)))
+        elif isinstance(e, tuple):
+            out.append(("truncated", 0, e[1]))
+        else:
+            out.append((type(e).__name__, 0, len(getattr(e, "raw", b""))))
+    return out
+
+
+def read_all(data: bytes, piece: int) -> list[object]:
+    reader = MkvReader()
+    events: list[object] = []
+    for i in range(0, len(data), piece):
+        reader.feed(data[i : i + piece])
+        events += reader.events()
+    reader.feed_eof()
+    try:
+        events += reader.events()
+    except MkvError:
+        events.append(("truncated", reader.buffered))
+    return events
+
+
+@pytest.mark.parametrize("name", AWS_FILES)
+def test_aws_captures_parse_the_same_in_any_pieces(name: str) -> None:
+    data = fixture_path(name).read_bytes()
+    whole = read_all(data, len(data))
+    truncated = name.endswith("non-increasing-timecode.mkv")  # the capture itself is cut short
+    assert isinstance(whole[-1], tuple if truncated else EndOfStream)
+    if truncated:
+        data = data[: len(data) - whole[-1][1]]
+        whole = read_all(data, len(data))
+    assert sum(isinstance(e, EbmlHeader) for e in whole) >= 1
+    for piece in (1, 7, 4096):
+        if piece == 1 and len(data) > 100_000:
+            continue
+        assert summary(read_all(data, piece)) == summary(whole)
+    raw = b"".join(
+        e.raw if isinstance(e, (Element, EbmlHeader, SegmentStart, ClusterStart)) else b""
+        for e in whole
+    )
+    assert raw == data  # every byte is accounted for, in order
+
+
+def test_byte_by_byte_on_a_capture_prefix() -> None:
+    data = fixture_path("aws-getmedia/output_get_media.mkv").read_bytes()[:60_000]
+    reader = MkvReader()
+    pieces = []
+    for i in range(len(data)):
+        reader.feed(data[i : i + 1])
+        pieces += reader.events()
+    whole = MkvReader()
+    whole.feed(data)
+    assert summary(pieces) == summary(whole.events())
+
+
+def test_producer_capture_clusters_close_at_the_next_level1_element(sdk_capture: bytes) -> None:
+    reader = MkvReader()
+    reader.feed(sdk_capture)
+    events = reader.events()
+    kinds = [type(e) for e in events]
+    assert kinds.count(ClusterStart) == 3
+    assert kinds.count(ClusterEnd) == 2  # the third is cut short by the capture
+    after = kinds.index(ClusterEnd)
+    assert isinstance(events[after + 1], Element) and events[after + 1].id == ebml.TAGS
+    reader.feed_eof()
+    with pytest.raises(MkvError, match="ends inside an element"):
+        reader.events()
+
+
+def test_trailing_garbage_is_an_error() -> None:
+    data = fixture_path("aws-getmedia/test_mixed_tags.mkv").read_bytes()
+    reader = MkvReader()
+    reader.feed(data + b"\x00\x00\x00")
+    with pytest.raises(MkvError):
+        reader.events()
+
+
+@pytest.mark.parametrize(
+    "data, error_id",
+    [
+        (b"\x00\x00", 4006),  # invalid id byte
+        (b"\x1f\x43\xb6\x75\x80", 4006),  # a Cluster at the top level
+        (b"\x1a\x45\xdf\xa3\xff", 4006),  # EBML header of unknown size
+        (b"\x1a\x45\xdf\xa3\x08\xff\xff\xff\xff\xff\xff\xfe", 4001),  # huge declared size
+        (b"\x18\x53\x80\x67\xff\x16\x54\xae\x6b\xff", 4006),  # unknown-size Tracks
+        (b"\x18\x53\x80\x67\x85\x16\x54\xae\x6b\x90", 4006),  # child runs past its parent
+    ],
+)
+def test_bad_input_raises_mkv_error(data: bytes, error_id: int) -> None:
+    reader = MkvReader(max_element_size=1 << 20)
+    reader.feed(data)
+    with pytest.raises(MkvError) as info:
+        reader.events()
+        reader.feed_eof()
+        reader.events()
+    assert info.value.error_id == error_id
+
+
+def test_known_size_segment_and_cluster_end_at_their_size() -> None:
+    cluster = ebml.element(ebml.CLUSTER, ebml.uint_element(ebml.CLUSTER_TIMECODE, 5))
+    segment = ebml.element(ebml.SEGMENT, cluster)
+    reader = MkvReader()
+    reader.feed(ebml.element(ebml.EBML, b"") + segment + ebml.element(ebml.EBML, b""))
+    kinds = [type(e).__name__ for e in reader.events()]
+    assert kinds == [
+        "EbmlHeader",
+        "SegmentStart",
+        "ClusterStart",
+        "Element",
+        "ClusterEnd",
+        "SegmentEnd",
+        "EbmlHeader",
+    ]
+
+
+def test_vint_round_trip() -> None:
+    for value in (0, 1, 126, 127, 128, 16382, 16383, 2**35, 2**56 - 2):
+        encoded = ebml.encode_size(value)
+        assert ebml.read_size(encoded, 0) == (value, len(encoded))
+    assert ebml.read_size(b"\xff", 0) == (ebml.UNKNOWN, 1)
+    assert ebml.read_size(ebml.UNKNOWN_SIZE_8, 0) == (ebml.UNKNOWN, 8)
+    assert ebml.read_size(ebml.encode_size(5, 4), 0) == (5, 4)
+    with pytest.raises(ebml.EbmlError):
+        ebml.encode_size(300, 1)
+
+
+def test_segment_end_event_type_exists() -> None:
+    assert SegmentEnd() == SegmentEnd()
