@@ -55,10 +55,13 @@ def build_app(config: Config, store: Store) -> web.Application:
         control.load(await store.open())
         await media.start()
         yield
-        await media.stop()
         await store.close()
 
+    async def shutdown(app: web.Application) -> None:
+        await media.stop()  # before aiohttp waits for handlers: live reads and ingest end now
+
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(shutdown)
     app.router.add_post("/{op}", dispatch)
     return app
 

@@ -1,0 +1,371 @@
+"""Segment files: record framing, appends, reads and recovery scans.
+
+Pure file work on file descriptors, no asyncio: the embedded store runs these
+functions in worker threads. A segment is a run of records; a record is a
+12-byte head and a payload::
+
+    head     <HBBII  magic, type, flags, payload length, CRC32(head[:8] + payload)
+    payload  <Q20sqqqqI  seq, fragment number (157 bits, big-endian), server_ms,
+                         producer_ms, duration_ms, size, header length
+             header bytes (absent when FLAG_SAME_HEADER: the previous record's
+                          header in the same segment applies)
+             body bytes
+
+The CRC covers the head's own fields, so a torn or garbled length is caught too.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from openkvs.model import Fragment, FragmentMeta, FragmentNumber
+from openkvs.store.base import StoreError
+
+MAGIC = 0x4B53
+TYPE_FRAGMENT = 1
+FLAG_SAME_HEADER = 0x01
+HEAD = struct.Struct("<HBBII")
+FRAG = struct.Struct("<Q20sqqqqI")
+PREFIX = HEAD.size + FRAG.size
+_RECORD = struct.Struct(HEAD.format + FRAG.format[1:])
+MAX_PAYLOAD = (1 << 32) - 1
+SUFFIX = ".seg"
+_NUMBER_BYTES = 20
+_WINDOW = 256 << 10
+_BufferLike = bytes | bytearray | memoryview
+
+
+class CorruptSegmentError(StoreError):
+    """A record that cannot be a crash's torn tail is damaged (a sealed segment, a read)."""
+
+
+def segment_name(first_seq: int) -> str:
+    """Named by the first seq, zero-padded: lexical order is log order."""
+    return f"{first_seq:020d}{SUFFIX}"
+
+
+def parse_segment_name(name: str) -> int | None:
+    stem = name.removesuffix(SUFFIX)
+    if stem == name or len(stem) != 20 or not stem.isdigit():
+        return None
+    return int(stem)
+
+
+@dataclass(slots=True)
+class Location:
+    """Where one fragment lives: its record, and the record that carries its header."""
+
+    segment: int
+    offset: int
+    length: int
+    header_at: int
+    header_len: int
+
+    @property
+    def owns_header(self) -> bool:
+        return self.header_at == self.offset + PREFIX
+
+    @property
+    def body_at(self) -> int:
+        return self.offset + PREFIX + (self.header_len if self.owns_header else 0)
+
+
+def encode(fragment: Fragment, same_header: bool) -> tuple[list[_BufferLike], int]:
+    """The buffers of one record, for a single pwritev, and its total length.
+
+    The body is passed through as is: it is neither copied nor joined.
+    """
+    meta = fragment.meta
+    header = b"" if same_header else fragment.header
+    body = fragment.body
+    try:
+        fixed = FRAG.pack(
+            meta.seq,
+            meta.number.value.to_bytes(_NUMBER_BYTES, "big"),
+            meta.server_ms,
+            meta.producer_ms,
+            meta.duration_ms,
+            meta.size,
+            len(header),
+        )
+    except (struct.error, OverflowError) as exc:
+        raise StoreError(f"fragment {meta.seq} cannot be encoded: {exc}") from None
+    length = FRAG.size + len(header) + len(body)
+    if length > MAX_PAYLOAD:
+        raise StoreError(f"fragment {meta.seq} is too large to store ({length} bytes)")
+    flags = FLAG_SAME_HEADER if same_header else 0
+    head = HEAD.pack(MAGIC, TYPE_FRAGMENT, flags, length, 0)
+    crc = _crc(head, fixed, header, body)
+    buffers: list[_BufferLike] = [head[:8] + crc.to_bytes(4, "little") + fixed]
+    if header:
+        buffers.append(header)
+    buffers.append(body)
+    return buffers, HEAD.size + length
+
+
+def write_all(fd: int, buffers: Sequence[_BufferLike], offset: int) -> None:
+    """pwritev until every byte is written: a regular file may take a write in parts."""
+    views = [memoryview(b).cast("B") for b in buffers if len(b)]
+    while views:
+        n = os.pwritev(fd, views, offset)
+        if n <= 0:
+            raise OSError(errno.EIO, "pwritev wrote nothing")
+        offset += n
+        while views and n >= views[0].nbytes:
+            n -= views[0].nbytes
+            views.pop(0)
+        if n:
+            views[0] = views[0][n:]
+
+
+def fsync_dir(path: str) -> None:
+    """Make a create, rename or unlink in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` all or nothing: tmp, fsync, rename, fsync dir."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        write_all(fd, [data], 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path))
+
+
+def _crc(head: _BufferLike, *payload: _BufferLike) -> int:
+    """CRC32 of the head's fields before the CRC, then the payload parts."""
+    crc = zlib.crc32(head[:8])
+    for part in payload:
+        crc = zlib.crc32(part, crc)
+    return crc
+
+
+def read_fragment(path: str, loc: Location, meta: FragmentMeta) -> tuple[bytes, bytes]:
+    """The (header, body) of the fragment at ``loc``, its CRC checked.
+
+    Two preads, no copy of the body. FileNotFoundError propagates (the segment
+    was deleted); LookupError if the record there is not ``meta``'s any more.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        prefix = os.pread(fd, loc.body_at - loc.offset, loc.offset)
+        body = os.pread(fd, loc.offset + loc.length - loc.body_at, loc.body_at)
+        if len(prefix) + len(body) != loc.length:
+            raise LookupError("the segment is shorter than the record")
+        magic, rtype, _flags, length, crc = HEAD.unpack_from(prefix)
+        seq, number = FRAG.unpack_from(prefix, HEAD.size)[:2]
+        if (magic, rtype, length, seq) != (MAGIC, TYPE_FRAGMENT, loc.length - HEAD.size, meta.seq):
+            raise LookupError("another record is at this offset")
+        if int.from_bytes(number, "big") != meta.number.value:
+            raise LookupError("another fragment is at this offset")
+        if _crc(prefix, memoryview(prefix)[HEAD.size :], body) != crc:
+            raise CorruptSegmentError(f"{path}: CRC mismatch in the record at {loc.offset}")
+        if loc.owns_header:
+            return prefix[PREFIX:], body
+        header = os.pread(fd, loc.header_len, loc.header_at)
+        if len(header) != loc.header_len:
+            raise LookupError("the segment is shorter than the header")
+        return header, body
+    finally:
+        os.close(fd)
+
+
+class _Window:
+    """Reads a file through a sliding buffer, so small records cost no syscall each."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.start = 0
+        self.buf = b""
+
+    def at(self, offset: int, n: int) -> tuple[bytes, int]:
+        """A buffer with the ``n`` bytes at ``offset`` (fewer at the end), and their position in it."""
+        pos = offset - self.start
+        if pos < 0 or pos + n > len(self.buf):
+            self.buf, self.start, pos = os.pread(self.fd, max(n, _WINDOW), offset), offset, 0
+        return self.buf, pos
+
+
+@dataclass(slots=True)
+class Scan:
+    """The records of one segment, and where its valid part ends."""
+
+    records: list[tuple[FragmentMeta, Location]]
+    size: int
+    next_seq: int | None = None
+    end: int = 0
+    header_at: int = -1
+    header_len: int = 0
+    problem: str = ""
+
+
+def scan(path: str, segment: int, verify: bool) -> Scan:
+    """Index a segment's records without reading bodies.
+
+    ``verify`` (the last segment) checks every CRC and stops at the first bad
+    record: what follows was never acknowledged. Otherwise (sealed segments,
+    complete before the next one was created) the heads are trusted and a bad
+    one raises CorruptSegmentError. Seqs must be contiguous within the segment.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        result = Scan([], os.fstat(fd).st_size)
+        window = _Window(fd)
+        while result.end < result.size:
+            problem = _next_record(window, result, segment, verify)
+            if problem:
+                if not verify:
+                    raise CorruptSegmentError(f"{path}: {problem} at offset {result.end}")
+                result.problem = problem
+                break
+        return result
+    finally:
+        os.close(fd)
+
+
+def _next_record(window: _Window, result: Scan, segment: int, verify: bool) -> str:
+    """Parse the record at ``result.end`` into ``result``; a problem, or ''."""
+    offset = result.end
+    buf, pos = window.at(offset, PREFIX)
+    if len(buf) - pos < PREFIX:
+        return "short record"
+    (magic, rtype, flags, length, crc, seq, number, server_ms, producer_ms, duration_ms, size,
+     header_len) = _RECORD.unpack_from(buf, pos)  # fmt: skip
+    if magic != MAGIC or rtype != TYPE_FRAGMENT:
+        return "bad magic or type"
+    if length < FRAG.size + header_len or offset + HEAD.size + length > result.size:
+        return "record runs past the end of the file"
+    if result.next_seq is not None and seq != result.next_seq:
+        return f"seq {seq} where {result.next_seq} was due"
+    same = flags & FLAG_SAME_HEADER
+    if same and (result.header_at < 0 or header_len):
+        return "no header to reuse"
+    if verify:
+        buf, pos = window.at(offset, HEAD.size + length)
+        record = memoryview(buf)[pos : pos + HEAD.size + length]
+        if _crc(record, record[HEAD.size :]) != crc:
+            return "CRC mismatch"
+    if not same:
+        result.header_at, result.header_len = offset + PREFIX, header_len
+    number = FragmentNumber(int.from_bytes(number, "big"))
+    meta = FragmentMeta(number, server_ms, producer_ms, duration_ms, size)
+    loc = Location(segment, offset, HEAD.size + length, result.header_at, result.header_len)
+    result.records.append((meta, loc))
+    result.end = offset + loc.length
+    result.next_seq = seq + 1
+    return ""
+
+
+class SegmentWriter:
+    """Appends records to a stream's newest segment.
+
+    Used by one thread at a time (the store serializes a stream's appends).
+    ``end`` is the acknowledged end of the segment: after a failed write the
+    file is cut back to it, so a failed fragment never becomes readable.
+    """
+
+    def __init__(self, directory: str, segment_bytes: int) -> None:
+        self.directory = directory
+        self.limit = segment_bytes
+        self.segment: int | None = None
+        self.fd: int | None = None
+        self.end = 0
+        self.header: bytes | None = None
+        self.header_at = -1
+        self.dirty = False
+
+    def path(self, segment: int) -> str:
+        return os.path.join(self.directory, segment_name(segment))
+
+    def resume(self, segment: int, found: Scan) -> None:
+        """Continue the last segment found by recovery (the file is opened on first append)."""
+        self.segment, self.end, self.header_at = segment, found.end, found.header_at
+        fd = os.open(self.path(segment), os.O_RDONLY)
+        try:
+            self.header = os.pread(fd, found.header_len, found.header_at)
+        finally:
+            os.close(fd)
+
+    def append(self, fragment: Fragment) -> Location:
+        """Write and fdatasync one record; StoreError (and no trace on disk) if that fails."""
+        seq = fragment.meta.seq
+        try:
+            if self.dirty:
+                self._cut_back()
+            if (
+                self.segment is None
+                or self.end >= self.limit
+                or (self.end == 0 and self.segment != seq)
+            ):
+                self._roll(seq)
+            elif self.fd is None:
+                self.fd = os.open(self.path(self.segment), os.O_RDWR)
+        except OSError as exc:
+            raise StoreError(f"cannot append fragment {seq}: {exc}") from exc
+        assert self.fd is not None and self.segment is not None
+        same = self.header is not None and self.header == fragment.header
+        buffers, length = encode(fragment, same)
+        try:
+            write_all(self.fd, buffers, self.end)
+            os.fdatasync(self.fd)
+        except OSError as exc:
+            self.dirty = True
+            try:
+                self._cut_back()
+            except OSError:
+                pass  # retried before the next append
+            raise StoreError(f"cannot append fragment {seq}: {exc}") from exc
+        if not same:
+            self.header, self.header_at = fragment.header, self.end + PREFIX
+        assert self.header is not None
+        loc = Location(self.segment, self.end, length, self.header_at, len(self.header))
+        self.end += length
+        return loc
+
+    def _cut_back(self) -> None:
+        assert self.fd is not None
+        os.ftruncate(self.fd, self.end)
+        os.fdatasync(self.fd)
+        self.dirty = False
+
+    def _roll(self, seq: int) -> None:
+        """Start segment ``seq``: the old one is complete (fsynced) and stays as it is."""
+        old, empty = self.segment, self.end == 0
+        self.close()
+        if old is not None and empty:
+            try:
+                os.unlink(self.path(old))
+            except FileNotFoundError:
+                pass
+        fd = os.open(self.path(seq), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            fsync_dir(self.directory)
+        except OSError:
+            os.close(fd)
+            raise
+        self.fd, self.segment = fd, seq
+
+    def detach(self) -> int | None:
+        """Forget the current segment (retention deleted it); the caller closes the fd."""
+        fd = self.fd
+        self.fd, self.segment, self.end, self.header, self.dirty = None, None, 0, None, False
+        self.header_at = -1
+        return fd
+
+    def close(self) -> None:
+        fd = self.detach()
+        if fd is not None:
+            os.close(fd)

@@ -1,0 +1,408 @@
+"""The embedded store: round trips, ordering, recovery from torn tails, retention, disk full, SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from openkvs.model import Fragment, FragmentMeta, FragmentNumber, StreamInfo
+from openkvs.store.base import FragmentGone, OutOfOrderError, StoreError
+from openkvs.store.embedded import EmbeddedStore, UnknownStreamError
+from openkvs.store.log import HEAD, PREFIX, CorruptSegmentError, segment_name
+from tests.store_child import CRASH_STREAM, crash_fragment
+
+CAM = StreamInfo(
+    name="cam", arn="arn:aws:kinesisvideo:us-east-1:0:stream/cam/1", creation_ms=1, version="v1"
+)
+CHILD = Path(__file__).with_name("store_child.py")
+
+
+def frag(
+    seq: int, header: bytes = b"header-A", size: int = 64, server_ms: int | None = None
+) -> Fragment:
+    server_ms = 10_000 + seq * 1000 if server_ms is None else server_ms
+    meta = FragmentMeta(
+        FragmentNumber.make(seq, server_ms, salt=seq), server_ms, seq * 1000, 1000, size
+    )
+    return Fragment(meta, header, bytes([seq % 256]) * size)
+
+
+async def opened(path: Path, segment_bytes: int = 1 << 20) -> EmbeddedStore:
+    store = EmbeddedStore(str(path), segment_bytes=segment_bytes)
+    await store.open()
+    return store
+
+
+async def reopened(store: EmbeddedStore) -> EmbeddedStore:
+    await store.close()
+    again = EmbeddedStore(os.path.dirname(store.root), segment_bytes=store.segment_bytes)
+    await again.open()
+    return again
+
+
+async def fill(store: EmbeddedStore, fragments: list[Fragment], info: StreamInfo = CAM) -> None:
+    await store.save_stream(info)
+    for fragment in fragments:
+        await store.append(info.key, fragment)
+
+
+async def assert_holds(store: EmbeddedStore, fragments: list[Fragment], key: str = CAM.key) -> None:
+    assert store.index(key) == [f.meta for f in fragments]
+    for fragment in fragments:
+        got = await store.read(key, fragment.meta)
+        assert (got.meta, got.header, got.body) == (fragment.meta, fragment.header, fragment.body)
+
+
+def stream_dir(store: EmbeddedStore, key: str = CAM.key) -> Path:
+    return Path(store.root) / key
+
+
+def segments(store: EmbeddedStore, key: str = CAM.key) -> list[str]:
+    return sorted(p.name for p in stream_dir(store, key).glob("*.seg"))
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
+    opened_store = await opened(tmp_path)
+    yield opened_store
+    await opened_store.close()
+
+
+async def test_round_trip_stores_a_repeated_header_once(store: EmbeddedStore) -> None:
+    fragments = [frag(seq, header=b"H" * 4000, size=100) for seq in range(1, 21)]
+    await fill(store, fragments)
+    await assert_holds(store, fragments)
+    size = os.path.getsize(stream_dir(store) / segment_name(1))
+    assert size == 4000 + 20 * (PREFIX + 100)
+
+
+async def test_header_change_mid_segment(store: EmbeddedStore) -> None:
+    headers = [b"A" * 10, b"A" * 10, b"B" * 30, b"B" * 30, b"A" * 10, b"", b"", b"C"]
+    fragments = [frag(seq, header=h) for seq, h in enumerate(headers, start=1)]
+    await fill(store, fragments)
+    await assert_holds(store, fragments)
+    await assert_holds(await reopened(store), fragments)
+
+
+async def test_segments_roll_and_are_named_by_first_seq(tmp_path: Path) -> None:
+    store = await opened(tmp_path, segment_bytes=1000)
+    fragments = [frag(seq, size=300) for seq in range(1, 11)]
+    await fill(store, fragments)
+    assert segments(store) == [segment_name(s) for s in (1, 4, 7, 10)]
+    await assert_holds(store, fragments)
+    store = await reopened(store)
+    await assert_holds(store, fragments)
+    more = [frag(seq, header=b"header-B", size=300) for seq in range(11, 15)]
+    for fragment in more:
+        await store.append(CAM.key, fragment)
+    assert segments(store) == [segment_name(s) for s in (1, 4, 7, 10, 13)]
+    await assert_holds(await reopened(store), fragments + more)
+
+
+async def test_appends_must_follow_the_last_seq(store: EmbeddedStore) -> None:
+    await fill(store, [frag(100)])
+    for seq in (100, 102, 99):
+        with pytest.raises(OutOfOrderError):
+            await store.append(CAM.key, frag(seq))
+    await store.append(CAM.key, frag(101))
+    assert [m.seq for m in store.index(CAM.key)] == [100, 101]
+    with pytest.raises(UnknownStreamError):
+        await store.append("nobody.1", frag(1))
+    assert store.index("nobody.1") == []
+
+
+async def test_reopen_recovers_streams_and_fragments(tmp_path: Path) -> None:
+    store = await opened(tmp_path, segment_bytes=2000)
+    other = StreamInfo(
+        name="door", arn="arn:door", creation_ms=7, version="v2", device_name="d",
+        media_type="video/h264", kms_key_id="k", data_retention_hours=24,
+        tags={"site": "north"}, storage_tier="HOT",
+    )  # fmt: skip
+    cam = [frag(seq, size=seq * 37) for seq in range(1, 40)]
+    door = [frag(seq, header=b"door") for seq in range(5, 9)]
+    await fill(store, cam)
+    await fill(store, door, other)
+    empty = StreamInfo(name="idle", arn="arn:idle", creation_ms=3, version="v1")
+    await store.save_stream(empty)
+    store = EmbeddedStore(str(tmp_path), segment_bytes=2000)
+    infos = await store.open()
+    assert sorted(infos, key=lambda i: i.name) == [CAM, other, empty]
+    await assert_holds(store, cam)
+    await assert_holds(store, door, other.key)
+    assert store.index(empty.key) == []
+    await store.close()
+
+
+async def torn_store(
+    tmp_path: Path, count: int, segment_bytes: int = 1 << 20
+) -> tuple[list[Fragment], Path, int]:
+    """A stream of ``count`` fragments; the last segment's path and the end of the record before."""
+    store = await opened(tmp_path, segment_bytes)
+    fragments = [
+        frag(seq, header=b"hh" if seq % 3 else b"other", size=20) for seq in range(1, count + 1)
+    ]
+    await fill(store, fragments[:-1])
+    last = stream_dir(store) / segments(store)[-1] if segments(store) else None
+    before = os.path.getsize(last) if last else 0
+    await store.append(CAM.key, fragments[-1])
+    last = stream_dir(store) / segments(store)[-1]
+    if last.name == segment_name(count):
+        before = 0
+    await store.close()
+    return fragments, last, before
+
+
+async def test_a_record_cut_at_any_offset_is_dropped(tmp_path: Path) -> None:
+    fragments, last, before = await torn_store(tmp_path, 6)
+    whole = last.read_bytes()
+    assert len(whole) - before > PREFIX
+    for cut in range(before, len(whole)):
+        last.write_bytes(whole[:cut])
+        store = await opened(tmp_path)
+        assert store.index(CAM.key) == [f.meta for f in fragments[:-1]], cut
+        assert last.stat().st_size == before
+        await store.close()
+    store = await opened(tmp_path)
+    await store.append(CAM.key, fragments[-1])
+    await assert_holds(await reopened(store), fragments)
+
+
+async def test_a_torn_first_record_removes_its_segment(tmp_path: Path) -> None:
+    fragments, last, before = await torn_store(tmp_path, 4, segment_bytes=200)
+    assert before == 0 and last.name == segment_name(4)
+    whole = last.read_bytes()
+    for cut in (0, 1, HEAD.size, PREFIX, len(whole) - 1):
+        last.write_bytes(whole[:cut])
+        store = await opened(tmp_path, 200)
+        assert store.index(CAM.key) == [f.meta for f in fragments[:-1]]
+        assert not last.exists()
+        await store.close()
+    store = await opened(tmp_path, 200)
+    await store.append(CAM.key, fragments[-1])
+    await assert_holds(await reopened(store), fragments)
+
+
+TAILS = {
+    "one_zero": lambda whole, before: b"\0",
+    "zeros": lambda whole, before: b"\0" * 5000,
+    "garbage": lambda whole, before: random.Random(7).randbytes(3000),
+    "huge_length": lambda whole, before: (
+        whole[before : before + 4] + b"\xff\xff\xff\x7f" + whole[before + 8 : before + 100]
+    ),
+    "replayed_record": lambda whole, before: whole[before:],
+}
+
+
+@pytest.mark.parametrize("shape", sorted(TAILS))
+async def test_junk_after_the_last_record_is_cut(tmp_path: Path, shape: str) -> None:
+    fragments, last, before = await torn_store(tmp_path, 6)
+    whole = last.read_bytes()
+    last.write_bytes(whole + TAILS[shape](whole, before))
+    store = await opened(tmp_path)
+    await assert_holds(store, fragments)
+    assert last.stat().st_size == len(whole)
+    await store.close()
+
+
+@pytest.mark.parametrize("where", ["head", "fixed", "header", "body", "crc"])
+async def test_a_corrupt_last_record_is_dropped(tmp_path: Path, where: str) -> None:
+    fragments, last, before = await torn_store(tmp_path, 6)
+    offset = {"head": 6, "crc": 9, "fixed": HEAD.size + 2, "header": PREFIX, "body": -1}[where]
+    data = bytearray(last.read_bytes())
+    data[before + offset if offset >= 0 else offset] ^= 0x40
+    last.write_bytes(bytes(data))
+    store = await opened(tmp_path)
+    await assert_holds(store, fragments[:-1])
+    assert last.stat().st_size == before
+    await store.close()
+
+
+async def test_a_damaged_sealed_segment_is_reported_not_cut(tmp_path: Path) -> None:
+    store = await opened(tmp_path, segment_bytes=200)
+    await fill(store, [frag(seq) for seq in range(1, 7)])
+    await store.close()
+    first = stream_dir(store) / segment_name(1)
+    data = bytearray(first.read_bytes())
+    data[-1] ^= 1
+    first.write_bytes(bytes(data))
+    store = await opened(tmp_path, 200)  # sealed segments are trusted by their heads
+    with pytest.raises(CorruptSegmentError):
+        await store.read(CAM.key, store.index(CAM.key)[1])
+    await store.close()
+    data[0] ^= 0xFF
+    first.write_bytes(bytes(data))
+    with pytest.raises(CorruptSegmentError):
+        await opened(tmp_path, 200)
+
+
+async def test_delete_and_recreate_with_the_same_name(tmp_path: Path) -> None:
+    store = await opened(tmp_path)
+    old = [frag(seq) for seq in range(1, 5)]
+    await fill(store, old)
+    await store.delete_stream(CAM.key)
+    assert store.index(CAM.key) == []
+    assert not stream_dir(store).exists()
+    with pytest.raises(FragmentGone):
+        await store.read(CAM.key, old[0].meta)
+    with pytest.raises(UnknownStreamError):
+        await store.append(CAM.key, frag(5))
+    again = StreamInfo(name=CAM.name, arn=CAM.arn, creation_ms=2, version="v9")
+    new = [frag(seq, header=b"new") for seq in range(1, 3)]
+    await fill(store, new, again)
+    store = await reopened(store)
+    assert [info.key for info in await store.open()] == [again.key]
+    await assert_holds(store, new, again.key)
+    await store.close()
+
+
+async def test_open_finishes_deletions_and_removes_temp_files(tmp_path: Path) -> None:
+    store = await opened(tmp_path)
+    await fill(store, [frag(1)])
+    await store.close()
+    half = Path(store.root) / "gone.5"
+    half.mkdir()
+    (half / segment_name(1)).write_bytes(b"x" * 100)
+    (stream_dir(store) / "stream.json.tmp").write_bytes(b"{")
+    (Path(store.root) / "stray.tmp").write_bytes(b"")
+    store = await opened(tmp_path)
+    assert not half.exists()
+    assert sorted(p.name for p in stream_dir(store).iterdir()) == [segment_name(1), "stream.json"]
+    assert sorted(os.listdir(store.root)) == [CAM.key]
+    await store.close()
+
+
+async def test_retention_deletes_whole_segments_and_hides_the_rest(tmp_path: Path) -> None:
+    store = await opened(tmp_path, segment_bytes=250)
+    fragments = [frag(seq, size=100) for seq in range(1, 11)]
+    await fill(store, fragments)
+    names = segments(store)
+    assert names == [segment_name(s) for s in (1, 3, 5, 7, 9)]
+    assert await store.truncate_before(CAM.key, fragments[3].meta.server_ms + 1) == 4
+    assert segments(store) == names[2:]
+    assert await store.truncate_before(CAM.key, fragments[4].meta.server_ms + 1) == 1
+    assert segments(store) == names[2:], "a partly expired segment stays on disk"
+    for fragment in fragments[:5]:
+        with pytest.raises(FragmentGone):
+            await store.read(CAM.key, fragment.meta)
+    await assert_holds(store, fragments[5:])
+    assert await store.truncate_before(CAM.key, 0) == 0
+    await store.append(CAM.key, frag(11, size=100))
+    assert await store.truncate_before(CAM.key, 10**12) == 6
+    assert segments(store) == [] and store.index(CAM.key) == []
+    tail = [frag(seq, size=100) for seq in (12, 13)]
+    for fragment in tail:
+        await store.append(CAM.key, fragment)
+    await assert_holds(await reopened(store), tail)
+
+
+async def test_open_finishes_a_retention_pass_cut_short(tmp_path: Path) -> None:
+    store = await opened(tmp_path, segment_bytes=250)
+    fragments = [frag(seq, size=100) for seq in range(1, 11)]
+    await fill(store, fragments)
+    await store.close()
+    (stream_dir(store) / segment_name(3)).unlink()  # unlinks reached the disk out of order
+    store = await opened(tmp_path, 250)
+    await assert_holds(store, fragments[4:])
+    assert segments(store) == [segment_name(s) for s in (5, 7, 9)]
+    await store.close()
+
+
+async def test_a_vanished_segment_reads_as_gone(store: EmbeddedStore) -> None:
+    fragments = [frag(1)]
+    await fill(store, fragments)
+    (stream_dir(store) / segment_name(1)).unlink()
+    with pytest.raises(FragmentGone):
+        await store.read(CAM.key, fragments[0].meta)
+
+
+async def test_a_cancelled_append_still_lands_in_the_index(store: EmbeddedStore) -> None:
+    await fill(store, [frag(1)])
+    task = asyncio.create_task(store.append(CAM.key, frag(2, size=8 << 20)))
+    await asyncio.sleep(0)
+    if task.cancel():
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await store.append(CAM.key, frag(3))
+    assert [m.seq for m in store.index(CAM.key)] == [1, 2, 3]
+    await assert_holds(await reopened(store), [frag(1), frag(2, size=8 << 20), frag(3)])
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs, so writes really fail with ENOSPC."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs (needs root): {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+async def test_a_full_disk_fails_the_append_and_leaves_no_trace(tiny_disk: Path) -> None:
+    ballast = tiny_disk / "ballast"
+    ballast.write_bytes(b"\0" * (256 << 10))
+    store = await opened(tiny_disk)
+    await store.save_stream(CAM)
+    stored: list[Fragment] = []
+    with pytest.raises(StoreError, match="No space"):
+        for seq in range(1, 100):
+            fragment = frag(seq, size=100_000)
+            await store.append(CAM.key, fragment)
+            stored.append(fragment)
+    failed = frag(len(stored) + 1, size=100_000)
+    assert 3 <= len(stored) < 10
+    with pytest.raises(FragmentGone):
+        await store.read(CAM.key, failed.meta)
+    await assert_holds(store, stored)
+    assert os.path.getsize(stream_dir(store) / segment_name(1)) == sum(
+        PREFIX + len(f.body) for f in stored
+    ) + len(b"header-A")
+    with pytest.raises(StoreError):
+        await store.append(CAM.key, failed)
+    ballast.unlink()
+    await store.append(CAM.key, failed)
+    store = await reopened(store)
+    await assert_holds(store, [*stored, failed])
+    await store.close()
+
+
+async def test_sigkill_never_loses_an_acknowledged_fragment(tmp_path: Path) -> None:
+    rng = random.Random()
+    acked: set[int] = set()
+    for cycle in range(6):
+        child = subprocess.Popen(
+            [sys.executable, str(CHILD), str(tmp_path), str(150_000)],
+            stdout=subprocess.PIPE,
+        )
+        assert child.stdout is not None
+        printed = [child.stdout.readline() for _ in range(rng.randint(1, 60))]
+        await asyncio.sleep(rng.random() * 0.02)
+        child.send_signal(signal.SIGKILL)
+        rest, _ = child.communicate()
+        assert child.returncode == -signal.SIGKILL
+        acked.update(int(line) for line in [*printed, *rest.splitlines()] if line)
+        store = await opened(tmp_path, 150_000)
+        seqs = [m.seq for m in store.index(CRASH_STREAM.key)]
+        assert seqs == list(range(1, len(seqs) + 1)), f"cycle {cycle}: not contiguous"
+        assert acked <= set(seqs), f"cycle {cycle}: lost {sorted(acked - set(seqs))}"
+        for seq in seqs:
+            expected = crash_fragment(seq)
+            got = await store.read(CRASH_STREAM.key, expected.meta)
+            assert (got.meta, got.header, got.body) == (
+                expected.meta,
+                expected.header,
+                expected.body,
+            )
+        await store.close()
+    assert len(acked) > 6
