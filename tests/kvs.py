@@ -6,7 +6,7 @@ import asyncio
 import threading
 from typing import Any
 
-from openkvs.mkv.reader import EbmlHeader, MkvReader
+from openkvs.mkv.reader import EbmlHeader, EndOfStream, MkvReader
 from tests.conftest import ServerProcess
 from tests.layout import aws_tags
 from tests.producer import PutMediaResult, put_media
@@ -34,11 +34,14 @@ def chunks(payload: bytes) -> list[bytes]:
     reader = MkvReader()
     reader.feed(payload)
     reader.feed_eof()
-    starts, offset = [], 0
-    for event in reader.events():
+    starts = []
+    while True:
+        offset = reader.offset
+        event = reader.next_event()
+        if event is None or isinstance(event, EndOfStream):
+            break
         if isinstance(event, EbmlHeader):
             starts.append(offset)
-        offset = reader.offset
     return [payload[a:b] for a, b in zip(starts, starts[1:] + [len(payload)], strict=True)]
 
 
@@ -64,3 +67,11 @@ class LiveReader(threading.Thread):
         while piece := body.read(65536):
             self.data += piece
             self.arrivals.append((time.monotonic(), len(self.data)))
+
+
+def per_fragment(acks: list[dict]) -> dict[int | None, list[str]]:
+    """Each fragment's ACK events in order (ACKs of different fragments interleave)."""
+    events: dict[int | None, list[str]] = {}
+    for ack in acks:
+        events.setdefault(ack.get("FragmentTimecode"), []).append(ack["EventType"])
+    return events

@@ -19,19 +19,22 @@ def run(data: bytes, piece: int | None = None, eof: bool = True, **options: obje
         events += fragmenter.feed(data[i : i + piece], now_ms=i)
     if eof:
         events += fragmenter.feed_eof(now_ms=len(data))
+    fragmenter.raise_error()
     return events
 
 
 def test_sdk_capture_gives_two_fragments_then_a_truncated_one(sdk_capture: bytes) -> None:
     fragmenter = Fragmenter()
     events = fragmenter.feed(sdk_capture, now_ms=1)
+    assert fragmenter.error is None
     done = [e for e in events if isinstance(e, FragmentDone)]
     begun = [e for e in events if isinstance(e, FragmentBegun)]
     assert [d.timecode for d in done] == [1795571379696, 1795571381496]
     assert len(begun) == 3 and [d.frames for d in done] == [45, 45]
     assert all(d.duration_ms == 1800 for d in done)
+    assert fragmenter.feed_eof(now_ms=2) == []
     with pytest.raises(FragmentError) as info:
-        fragmenter.feed_eof(now_ms=2)
+        fragmenter.raise_error()
     assert info.value.error_id == 4006 and info.value.timecode == 1795571383296
 
 

@@ -25,7 +25,6 @@ from openkvs.ingest.fragmenter import (
     FragmentDone,
     Fragmenter,
     FragmenterEvent,
-    FragmentError,
 )
 from openkvs.live.state import StreamState, admit
 from openkvs.model import Fragment, FragmentMeta, FragmentNumber
@@ -153,15 +152,11 @@ class PutMediaSession:
             except (ConnectionError, asyncio.IncompleteReadError, web.HTTPException):
                 return
             last_data = last_ack = time.monotonic()
-            try:
-                events = (
-                    self.fragmenter.feed_eof(now_ms())
-                    if not data
-                    else self.fragmenter.feed(data, now_ms())
-                )
-            except FragmentError as exc:
-                raise Rejected(str(exc), exc.error_id, exc.timecode) from None
+            fragmenter = self.fragmenter
+            events = fragmenter.feed(data, now_ms()) if data else fragmenter.feed_eof(now_ms())
             await self.handle(events)
+            if (error := fragmenter.error) is not None:
+                raise Rejected(str(error), error.error_id, error.timecode)
             if not data:
                 return
 

@@ -121,6 +121,7 @@ class Fragmenter:
         self._tracks: set[int] | None = None
         self._open: _Open | None = None
         self._completed = 0
+        self.error: FragmentError | None = None
 
     @property
     def timecode(self) -> int | None:
@@ -128,17 +129,25 @@ class Fragmenter:
         return self._open.timecode if self._open else None
 
     def feed(self, data: bytes | bytearray | memoryview, now_ms: int) -> list[FragmenterEvent]:
+        """The events ``data`` completes. A rejection is kept in ``error`` after the events
+        that came before it, so fragments ahead of a bad one are still acknowledged."""
+        self.raise_error()
         self._reader.feed(data)
         return self._drain(now_ms)
 
     def feed_eof(self, now_ms: int) -> list[FragmenterEvent]:
+        self.raise_error()
         self._reader.feed_eof()
         return self._drain(now_ms)
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
 
     def tick(self, now_ms: int) -> list[FragmenterEvent]:
         """Complete a fragment whose Cluster ended ``settle_ms`` ago with nothing after it."""
         deadline = self.deadline_ms()
-        if deadline is not None and now_ms >= deadline:
+        if deadline is not None and now_ms >= deadline and self.error is None:
             return [self._complete()]
         return []
 
@@ -153,9 +162,13 @@ class Fragmenter:
             while (event := self._reader.next_event()) is not None:
                 self._on_event(event, now_ms, out)
         except MkvError as exc:
-            raise FragmentError(str(exc), exc.error_id, self.timecode) from None
+            self.error = FragmentError(str(exc), exc.error_id, self.timecode)
         except ebml.EbmlError as exc:
-            raise FragmentError(str(exc), ERROR_INVALID_MKV, self.timecode) from None
+            self.error = FragmentError(str(exc), ERROR_INVALID_MKV, self.timecode)
+        except FragmentError as exc:
+            self.error = exc
+        if self.error is not None:
+            return out
         if self._settle_ms <= 0:
             out += self.tick(now_ms)
         return out

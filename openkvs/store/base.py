@@ -17,7 +17,7 @@ class StoreError(Exception):
 
 
 class OutOfOrderError(StoreError):
-    """An append whose sequence number is not the stream's last plus one."""
+    """An append whose sequence number is not above the stream's last."""
 
 
 class FragmentGone(StoreError):
@@ -39,7 +39,7 @@ class Store(Protocol):
         """Forget the stream and all its fragments."""
 
     async def append(self, key: str, fragment: Fragment) -> None:
-        """Store a fragment durably. Its seq must be the stream's last seq + 1."""
+        """Store a fragment durably. Its seq must be above the stream's last (gaps are fine)."""
 
     def index(self, key: str) -> list[FragmentMeta]:
         """The stream's stored fragments, oldest first (a live view: do not mutate)."""

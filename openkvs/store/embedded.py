@@ -143,7 +143,7 @@ class EmbeddedStore:
             if stream.deleted:
                 raise UnknownStreamError(f"stream {key} was deleted")
             expected = stream.index.next_seq
-            if expected is not None and seq != expected:
+            if expected is not None and seq < expected:
                 raise OutOfOrderError(f"seq {seq} after {expected - 1}")
             if stream.writer.segment is None and stream.cleanup is not None:
                 await asyncio.wait([stream.cleanup])  # it may be deleting a file named like ours
@@ -252,8 +252,6 @@ class EmbeddedStore:
             path = os.path.join(directory, segment_name(segment))
             last = i == len(segments) - 1
             found = scan(path, segment, verify=last)
-            if found.records and stream.index.next_seq not in (None, found.records[0][0].seq):
-                _drop_expired(stream, found.records[0][0].seq)
             for meta, loc in found.records:
                 stream.index.add(meta, loc)
             if last:
@@ -270,16 +268,6 @@ def _segments(directory: str) -> Iterable[int]:
             os.unlink(os.path.join(directory, name))
         elif (segment := parse_segment_name(name)) is not None:
             yield segment
-
-
-def _drop_expired(stream: _Stream, seq: int) -> None:
-    """Segments before a seq gap are what a crash kept of a retention pass: finish it.
-
-    Appends are contiguous and retention deletes from the front, so only an
-    interrupted deletion leaves a gap between segments.
-    """
-    log.warning("finishing an interrupted retention", extra={"path": stream.directory, "seq": seq})
-    _delete_segments(stream.directory, stream.index.clear(), None)
 
 
 def _cut_tail(stream: _Stream, path: str, segment: int, found: Scan) -> None:
@@ -306,12 +294,12 @@ def _cut_tail(stream: _Stream, path: str, segment: int, found: Scan) -> None:
 def _delete_segments(directory: str, segments: list[int], fd: int | None) -> None:
     if fd is not None:
         os.close(fd)
-    for segment in segments:
+    for segment in segments:  # oldest first, each unlink durable: a crash leaves a suffix
         try:
             os.unlink(os.path.join(directory, segment_name(segment)))
         except FileNotFoundError:
             pass
-    fsync_dir(directory)
+        fsync_dir(directory)
 
 
 def _load_info(path: str) -> StreamInfo:

@@ -1,8 +1,7 @@
 """One stream's in-memory index: fragment metadata, where each fragment lives, its segments.
 
-Seqs in a stream are contiguous (appends must be last + 1, recovery checks it),
-so a fragment's position in the index is its seq minus the first seq: lookups
-are O(1) and need no bisect.
+Seqs in a stream increase (appends must be above the last, recovery checks it),
+with gaps where a fragment was numbered but never stored; lookups bisect on seq.
 """
 
 from __future__ import annotations
@@ -11,6 +10,10 @@ import bisect
 
 from openkvs.model import FragmentMeta
 from openkvs.store.log import Location
+
+
+def _seq(meta: FragmentMeta) -> int:
+    return meta.seq
 
 
 def _server_ms(meta: FragmentMeta) -> int:
@@ -29,7 +32,7 @@ class StreamIndex:
 
     @property
     def next_seq(self) -> int | None:
-        """The seq the next append must have; None while the index is empty (any seq)."""
+        """The lowest seq the next append may have; None while the index is empty (any seq)."""
         return self.metas[-1].seq + 1 if self.metas else None
 
     def add(self, meta: FragmentMeta, loc: Location) -> None:
@@ -42,8 +45,8 @@ class StreamIndex:
         """The stored twin of ``meta`` and where it is, or None if it is not stored (any more)."""
         if not self.metas:
             return None
-        i = meta.seq - self.metas[0].seq
-        if 0 <= i < len(self.metas) and self.metas[i].number == meta.number:
+        i = bisect.bisect_left(self.metas, meta.seq, key=_seq)
+        if i < len(self.metas) and self.metas[i].number == meta.number:
             return self.metas[i], self.locations[i]
         return None
 

@@ -218,7 +218,7 @@ def scan(path: str, segment: int, verify: bool) -> Scan:
     ``verify`` (the last segment) checks every CRC and stops at the first bad
     record: what follows was never acknowledged. Otherwise (sealed segments,
     complete before the next one was created) the heads are trusted and a bad
-    one raises CorruptSegmentError. Seqs must be contiguous within the segment.
+    one raises CorruptSegmentError. Seqs must increase within the segment.
     """
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -248,8 +248,8 @@ def _next_record(window: _Window, result: Scan, segment: int, verify: bool) -> s
         return "bad magic or type"
     if length < FRAG.size + header_len or offset + HEAD.size + length > result.size:
         return "record runs past the end of the file"
-    if result.next_seq is not None and seq != result.next_seq:
-        return f"seq {seq} where {result.next_seq} was due"
+    if result.next_seq is not None and seq < result.next_seq:
+        return f"seq {seq} where {result.next_seq} or later was due"
     same = flags & FLAG_SAME_HEADER
     if same and (result.header_at < 0 or header_len):
         return "no header to reuse"

@@ -32,7 +32,7 @@ class MemoryStore:
 
     async def append(self, key: str, fragment: Fragment) -> None:
         index = self._index[key]
-        if index and fragment.meta.seq != index[-1].seq + 1:
+        if index and fragment.meta.seq <= index[-1].seq:
             raise OutOfOrderError(f"seq {fragment.meta.seq} after {index[-1].seq}")
         index.append(fragment.meta)
         self._fragments[key][fragment.meta.seq] = fragment
