@@ -58,15 +58,19 @@ class LiveReader(threading.Thread):
         self.response = media.get_media(StreamName=name, StartSelector=selector)
         self.data = bytearray()
         self.arrivals: list[tuple[float, int]] = []
+        self.error: Exception | None = None
         self.start()
 
     def run(self) -> None:
         import time
 
         body = self.response["Payload"]
-        while piece := body.read(65536):
-            self.data += piece
-            self.arrivals.append((time.monotonic(), len(self.data)))
+        try:
+            while piece := body.read(65536):
+                self.data += piece
+                self.arrivals.append((time.monotonic(), len(self.data)))
+        except Exception as exc:  # the server went away (e.g. killed at teardown)
+            self.error = exc
 
 
 def per_fragment(acks: list[dict]) -> dict[int | None, list[str]]:

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from openkvs.mkv import ebml
 from openkvs.mkv.elements import parse_simple_tags
-from openkvs.mkv.reader import ClusterStart, EbmlHeader, Element, MkvReader, SegmentStart
+from openkvs.mkv.reader import ClusterStart, EbmlHeader, Element, MkvError, MkvReader, SegmentStart
 
 AWS_PREFIX = "AWS_KINESISVIDEO_"
 
 
-def chunk_layouts(payload: bytes) -> list[list[str]]:
-    """Per chunk, its Segment-level sequence: AWS tag groups by name, other elements by kind."""
+def events(payload: bytes) -> Iterator[object]:
+    """Every event of a payload; a payload cut short (a broken read) ends at the cut."""
     reader = MkvReader()
     reader.feed(payload)
     reader.feed_eof()
+    while True:
+        try:
+            event = reader.next_event()
+        except MkvError:
+            return
+        if event is None:
+            return
+        yield event
+
+
+def chunk_layouts(payload: bytes) -> list[list[str]]:
+    """Per chunk, its Segment-level sequence: AWS tag groups by name, other elements by kind."""
     chunks: list[list[str]] = []
-    for event in reader.events():
+    for event in events(payload):
         if isinstance(event, EbmlHeader):
             chunks.append(["EBML"])
         elif isinstance(event, SegmentStart):
@@ -39,11 +53,8 @@ def aws_skeleton(layout: list[str]) -> list[str]:
 
 def aws_tags(payload: bytes) -> list[dict[str, str]]:
     """The AWS tag values of each chunk, merged per chunk."""
-    reader = MkvReader()
-    reader.feed(payload)
-    reader.feed_eof()
     chunks: list[dict[str, str]] = []
-    for event in reader.events():
+    for event in events(payload):
         if isinstance(event, EbmlHeader):
             chunks.append({})
         elif isinstance(event, Element) and event.level == 1 and event.id == ebml.TAGS:
