@@ -217,22 +217,22 @@ class Validator:
         elif isinstance(shape, ListShape | MapShape):
             yield from self._collection(shape, value, path)
 
-    def _string(self, shape: Shape, value: str, path: str) -> Iterable[Violation]:
+    def _length(
+        self, shape: Shape, value: Any, path: str, check_max: bool = True
+    ) -> Violation | None:
         meta = shape.metadata
         if "min" in meta and len(value) < meta["min"]:
-            yield Violation(
-                path,
-                value,
-                f"Member must have length greater than or equal to {meta['min']}",
-                shape.name,
-            )
-        elif "max" in meta and len(value) > meta["max"]:
-            yield Violation(
-                path,
-                value,
-                f"Member must have length less than or equal to {meta['max']}",
-                shape.name,
-            )
+            message = f"Member must have length greater than or equal to {meta['min']}"
+        elif check_max and "max" in meta and len(value) > meta["max"]:
+            message = f"Member must have length less than or equal to {meta['max']}"
+        else:
+            return None
+        return Violation(path, value, message, shape.name)
+
+    def _string(self, shape: Shape, value: str, path: str) -> Iterable[Violation]:
+        meta = shape.metadata
+        if (violation := self._length(shape, value, path)) is not None:
+            yield violation
         elif "pattern" in meta and not pattern_matcher(meta["pattern"])(value):
             yield Violation(
                 path,
@@ -249,21 +249,9 @@ class Validator:
     def _collection(
         self, shape: ListShape | MapShape, value: list[Any] | dict[str, Any], path: str
     ) -> Iterable[Violation]:
-        meta = shape.metadata
-        if "min" in meta and len(value) < meta["min"]:
-            yield Violation(
-                path,
-                value,
-                f"Member must have length greater than or equal to {meta['min']}",
-                shape.name,
-            )
-        if "max" in meta and len(value) > meta["max"] and shape.name not in self.handler_limits:
-            yield Violation(
-                path,
-                value,
-                f"Member must have length less than or equal to {meta['max']}",
-                shape.name,
-            )
+        check_max = shape.name not in self.handler_limits
+        if (violation := self._length(shape, value, path, check_max)) is not None:
+            yield violation
         if isinstance(shape, ListShape):
             for i, item in enumerate(value):
                 yield from self._value(shape.member, item, f"{path}.{i + 1}.member")

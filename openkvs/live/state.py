@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -28,7 +29,9 @@ class StreamState:
         self.info = info
         self.store = store
         stored = store.index(info.key)
-        self.next_seq = stored[-1].seq + 1 if stored else 1
+        # With nothing stored (no retention, or all expired) numbering must still rise
+        # above whatever this stream handed out before a restart: start from the clock.
+        self.next_seq = stored[-1].seq + 1 if stored else time.time_ns() // 1000
         self.last_completed_seq = self.next_seq - 1
         self.last_frame_ms = stored[-1].producer_ms if stored else -1
         self.live: list[Fragment] = []
