@@ -75,6 +75,7 @@ class PutMediaSession:
         self.kicked: int | None = None
         self.reading: asyncio.Task[None] | None = None
         self.finished = asyncio.Event()
+        self.errored = False
 
     async def ack(
         self,
@@ -91,6 +92,9 @@ class PutMediaSession:
         if error_id is not None:
             message["ErrorId"] = error_id
         async with self.write_lock:
+            if self.errored:
+                return  # an ERROR ends the conversation: nothing may follow it
+            self.errored = event == "ERROR"
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await self.response.write(
                     json.dumps(message, separators=(",", ":")).encode() + b"\n"
