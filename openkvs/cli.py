@@ -25,6 +25,7 @@ _FLAGS = {
     "getmedia_max_connections": "concurrent GetMedia sessions per stream",
     "getmedia_max_bytes_per_second": "GetMedia bytes per second per session",
     "putmedia_idle_timeout_s": "seconds without data before a PutMedia is closed",
+    "putmedia_idle_ack_interval_s": "seconds between IDLE acks while a PutMedia sends nothing",
     "max_fragment_bytes": "largest fragment accepted",
     "max_fragment_duration_ms": "longest fragment accepted",
     "retention_interval_s": "how often retention runs",

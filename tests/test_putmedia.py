@@ -180,3 +180,16 @@ def test_disk_full_is_5001_and_stored_fragments_stay_readable(
     filler.unlink()
     later = put(server, "full", synthetic_mkv([good(5_000_000_000_000)]))
     assert later.acks[-1]["EventType"] == "PERSISTED"
+
+
+def test_a_silent_producer_gets_idle_acks_then_is_closed(make_server) -> None:
+    server = make_server(
+        "--putmedia-idle-timeout-s", "1.6", "--putmedia-idle-ack-interval-s", "0.5"
+    )
+    create_stream(server, "quiet")
+    body = synthetic_mkv([good(1000)])
+    result = put(server, "quiet", body, finish=False)  # then sends nothing more
+    kinds = [a["EventType"] for a in result.acks]
+    assert kinds[:3] == ["BUFFERING", "RECEIVED", "PERSISTED"]
+    assert kinds[3:] and set(kinds[3:]) == {"IDLE"}
+    assert result.acks[-1] == {"EventType": "IDLE"}
