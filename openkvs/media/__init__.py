@@ -1,0 +1,11 @@
+"""Reading GetMedia payloads: fragments, frames and in-band errors."""
+
+from openkvs.media.reader import (
+    FragmentReader,
+    Frame,
+    GetMediaError,
+    MediaFragment,
+    iter_fragments,
+)
+
+__all__ = ["Frame", "FragmentReader", "GetMediaError", "MediaFragment", "iter_fragments"]

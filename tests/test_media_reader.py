@@ -1,0 +1,106 @@
+"""openkvs.media: reading real AWS GetMedia output and our own, fragment by fragment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import pytest
+
+from openkvs.getmedia.chunk import error_chunk
+from openkvs.media import FragmentReader, GetMediaError, iter_fragments
+from openkvs.mkv.reader import MkvError
+from tests.conftest import fixture_path
+from tests.kvs import chunks, create_stream, put
+from tests.layout import aws_tags
+
+COMPLETE = [
+    "output_get_media.mkv",
+    "output_get_media_sparse_fragments.mkv",
+    "test_mixed_tags.mkv",
+    "empty-mkv-with-tags.mkv",
+]
+
+
+def read(data: bytes, piece: int) -> list:
+    reader = FragmentReader()
+    out = []
+    for i in range(0, len(data), piece):
+        out += reader.feed(data[i : i + piece])
+    return out + reader.feed_eof()
+
+
+def packets(chunk: bytes, tmp_path: Path) -> int:
+    path = tmp_path / "chunk.mkv"
+    path.write_bytes(chunk)
+    with av.open(str(path)) as container:
+        return sum(1 for p in container.demux() if p.size)
+
+
+@pytest.mark.parametrize("name", COMPLETE)
+def test_aws_captures_parse_with_numbers_tags_and_frames(name: str, tmp_path: Path) -> None:
+    data = fixture_path("aws-getmedia/" + name).read_bytes()
+    fragments = read(data, 4096)
+    expected = aws_tags(data)
+    assert [f.number for f in fragments] == [t.get("FRAGMENT_NUMBER") for t in expected]
+    assert [f.continuation_token for f in fragments] == [
+        t.get("CONTINUATION_TOKEN") for t in expected
+    ]
+    assert b"".join(f.raw for f in fragments) == data
+    for fragment, chunk in zip(fragments, chunks(data), strict=True):
+        assert fragment.raw == chunk
+        if fragment.frames:
+            assert len(fragment.frames) == packets(chunk, tmp_path)
+            assert fragment.tracks and fragment.tracks[0].codec_id.startswith("V_")
+    assert [f.number for f in read(data, 1 if len(data) < 30_000 else 7)] == [
+        f.number for f in fragments
+    ]
+
+
+def test_mixed_tags_keep_producer_tags_and_timestamps() -> None:
+    fragments = read(fixture_path("aws-getmedia/test_mixed_tags.mkv").read_bytes(), 65536)
+    first = fragments[0]
+    assert first.tags == {f"testTag_{i}": f"testTag_{i}_Value" for i in range(5)}
+    assert (first.server_timestamp_ms, first.producer_timestamp_ms) == (1537574915281, 0)
+    assert first.millis_behind_now == 910
+
+
+def test_a_fragment_is_emitted_when_its_trailing_tags_arrive() -> None:
+    data = fixture_path("aws-getmedia/output_get_media.mkv").read_bytes()
+    first = chunks(data)[0]
+    reader = FragmentReader()
+    got = reader.feed(first)
+    assert len(got) == 1 and got[0].raw == first
+
+
+def test_a_truncated_capture_yields_its_whole_fragments_then_fails() -> None:
+    data = fixture_path("aws-getmedia/output-get-media-non-increasing-timecode.mkv").read_bytes()
+    reader = FragmentReader()
+    fragments = reader.feed(data)
+    assert len(fragments) == 11 and all(len(f.frames) == 30 for f in fragments)
+    with pytest.raises(MkvError):
+        reader.feed_eof()
+
+
+def test_an_error_chunk_raises_after_the_fragments_before_it() -> None:
+    good = chunks(fixture_path("aws-getmedia/output_get_media.mkv").read_bytes())[0]
+    reader = FragmentReader()
+    fragments = reader.feed(good + error_chunk("1" * 47, 4000, "FRAGMENT_NOT_FOUND"))
+    assert len(fragments) == 1
+    with pytest.raises(GetMediaError) as info:
+        reader.feed_eof()
+    assert (info.value.error_id, info.value.error_code) == (4000, "FRAGMENT_NOT_FOUND")
+    assert info.value.fragment_number == "1" * 47
+
+
+def test_iter_fragments_over_boto3_payload_from_our_server(make_server, av_clip: Path) -> None:
+    server = make_server("--getmedia-idle-timeout-s", "0.5")
+    create_stream(server, "clip")
+    put(server, "clip", av_clip.read_bytes(), timecode_type="RELATIVE")
+    media = server.client("kinesis-video-media")
+    response = media.get_media(StreamName="clip", StartSelector={"StartSelectorType": "EARLIEST"})
+    fragments = list(iter_fragments(response["Payload"]))
+    assert len(fragments) == 6
+    assert sum(len(f.frames) for f in fragments) == 410
+    assert all(f.frames[0].keyframe for f in fragments)
+    assert {t.codec_id for t in fragments[0].tracks} == {"V_MPEG4/ISO/AVC", "A_AAC"}
