@@ -8,7 +8,7 @@ import av
 import pytest
 
 from openkvs.getmedia.chunk import error_chunk
-from openkvs.media import FragmentReader, GetMediaError, iter_fragments
+from openkvs.media import FragmentReader, GetMediaError, iter_fragments, write_mkv
 from openkvs.mkv.reader import MkvError
 from tests.conftest import fixture_path
 from tests.kvs import chunks, create_stream, put
@@ -104,3 +104,28 @@ def test_iter_fragments_over_boto3_payload_from_our_server(make_server, av_clip:
     assert sum(len(f.frames) for f in fragments) == 410
     assert all(f.frames[0].keyframe for f in fragments)
     assert {t.codec_id for t in fragments[0].tracks} == {"V_MPEG4/ISO/AVC", "A_AAC"}
+
+
+def test_write_mkv_merges_aws_chunks_into_one_playable_file(tmp_path: Path) -> None:
+    data = fixture_path("aws-getmedia/output_get_media.mkv").read_bytes()
+    fragments = read(data, 65536)
+    merged = tmp_path / "merged.mkv"
+    with merged.open("wb") as out:
+        assert write_mkv(fragments, out) == 5
+    with av.open(str(merged)) as container:
+        assert sum(1 for p in container.demux() if p.size) == sum(len(f.frames) for f in fragments)
+        assert container.duration / 1e6 == pytest.approx(10.0, abs=0.05)
+
+
+def test_write_mkv_of_our_output_decodes_every_frame(make_server, av_clip: Path, tmp_path) -> None:
+    from tests.media import probe_frames
+
+    server = make_server("--getmedia-idle-timeout-s", "0.5")
+    create_stream(server, "merge")
+    put(server, "merge", av_clip.read_bytes(), timecode_type="RELATIVE")
+    media = server.client("kinesis-video-media")
+    response = media.get_media(StreamName="merge", StartSelector={"StartSelectorType": "EARLIEST"})
+    merged = tmp_path / "merged.mkv"
+    with merged.open("wb") as out:
+        write_mkv(iter_fragments(response["Payload"]), out)
+    assert sorted(probe_frames(merged)) == sorted(probe_frames(av_clip))

@@ -7,5 +7,13 @@ from openkvs.media.reader import (
     MediaFragment,
     iter_fragments,
 )
+from openkvs.media.writer import write_mkv
 
-__all__ = ["Frame", "FragmentReader", "GetMediaError", "MediaFragment", "iter_fragments"]
+__all__ = [
+    "Frame",
+    "FragmentReader",
+    "GetMediaError",
+    "MediaFragment",
+    "iter_fragments",
+    "write_mkv",
+]
