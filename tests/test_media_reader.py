@@ -8,7 +8,7 @@ import av
 import pytest
 
 from openkvs.getmedia.chunk import error_chunk
-from openkvs.media import FragmentReader, GetMediaError, iter_fragments, write_mkv
+from openkvs.media import FragmentReader, GetMediaError, follow, iter_fragments, write_mkv
 from openkvs.mkv.reader import MkvError
 from tests.conftest import fixture_path
 from tests.kvs import chunks, create_stream, put
@@ -129,3 +129,37 @@ def test_write_mkv_of_our_output_decodes_every_frame(make_server, av_clip: Path,
     with merged.open("wb") as out:
         write_mkv(iter_fragments(response["Payload"]), out)
     assert sorted(probe_frames(merged)) == sorted(probe_frames(av_clip))
+
+
+def test_follow_resumes_across_a_server_kill_with_no_gap_or_duplicate(make_server, av_clip):
+    import signal
+
+    from tests.kvs import get_media, numbers
+
+    server = make_server("--getmedia-idle-timeout-s", "0.5")
+    create_stream(server, "follow")
+    put(
+        server,
+        "follow",
+        av_clip.read_bytes(),
+        timecode_type="RELATIVE",
+        start_timestamp="1700000000",
+    )
+    media = server.client("kinesis-video-media", read_timeout=5)
+    seen = []
+    for fragment in follow(media, "follow", {"StartSelectorType": "EARLIEST"}, retry_delay=0.2):
+        seen.append(fragment.number)
+        if len(seen) == 3:
+            server.stop(signal.SIGKILL)
+            server.start()
+            put(
+                server,
+                "follow",
+                av_clip.read_bytes(),
+                timecode_type="RELATIVE",
+                start_timestamp="1700000100",
+            )
+        if len(seen) == 12:
+            break
+    stored = numbers(get_media(server, "follow", {"StartSelectorType": "EARLIEST"}))
+    assert seen == stored and len(set(seen)) == 12

@@ -1,5 +1,6 @@
 """Reading GetMedia payloads: fragments, frames and in-band errors."""
 
+from openkvs.media.follow import follow
 from openkvs.media.reader import (
     FragmentReader,
     Frame,
@@ -14,6 +15,7 @@ __all__ = [
     "FragmentReader",
     "GetMediaError",
     "MediaFragment",
+    "follow",
     "iter_fragments",
     "write_mkv",
 ]
