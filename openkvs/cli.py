@@ -67,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    from openkvs import commands
+
+    commands.add_parsers(sub)
     args = parser.parse_args(argv)
+    if args.command in ("streams", "get"):
+        return commands.run(args)
     if args.command == "serve":
         values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
         config = Config(**values)
