@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from openkvs.api.http import id_headers, read_json
+from openkvs.clock import now_ms
 from openkvs.errors import (
     ClientLimitExceededException,
     ConnectionLimitExceededException,
     InvalidArgumentException,
 )
-from openkvs.getmedia.chunk import ERROR_FRAGMENT_NOT_FOUND, chunk_parts, error_chunk
+from openkvs.getmedia.chunk import chunk_parts, not_found_chunk
 from openkvs.live.state import StreamState, admit
 from openkvs.model import FragmentMeta, FragmentNumber
 from openkvs.store.base import FragmentGone
@@ -36,10 +37,6 @@ SELECTOR_TYPES = (
     "EARLIEST",
     "CONTINUATION_TOKEN",
 )
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def parse_timestamp(value: Any) -> int:
@@ -157,9 +154,7 @@ async def get_media(service: MediaService, request: web.Request) -> web.StreamRe
     try:
         await response.prepare(request)
         if start.seq is None:
-            await response.write(
-                error_chunk(start.missing or "0", ERROR_FRAGMENT_NOT_FOUND, "FRAGMENT_NOT_FOUND")
-            )
+            await response.write(not_found_chunk(start.missing or "0"))
         else:
             await serve_fragments(service, state, response, start.seq)
         await response.write_eof()
@@ -191,9 +186,7 @@ async def send_fragment(
     try:
         fragment = await state.fetch(meta)
     except FragmentGone:
-        await response.write(
-            error_chunk(meta.number, ERROR_FRAGMENT_NOT_FOUND, "FRAGMENT_NOT_FOUND")
-        )
+        await response.write(not_found_chunk(meta.number))
         return
     for part in chunk_parts(fragment, now_ms()):
         await response.write(part)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 
 from aiohttp import web
 
+from openkvs import clock
 from openkvs.api import getmedia, putmedia
 from openkvs.api.control import ControlPlane
 from openkvs.config import Config
@@ -72,7 +72,7 @@ class MediaService:
 
     async def enforce_retention(self, now_ms: int | None = None) -> int:
         """Delete fragments older than each stream's DataRetentionInHours; returns how many."""
-        now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        now_ms = clock.now_ms() if now_ms is None else now_ms
         deleted = 0
         for info in self.control.all_streams():
             if not self.store.index(info.key):

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from openkvs.api.http import id_headers
+from openkvs.clock import now_ms
 from openkvs.errors import ClientLimitExceededException, InvalidArgumentException
 from openkvs.ingest.fragmenter import (
+    ERROR_PRODUCER_TIMESTAMP,
     FragmentBegun,
     FragmentDone,
     Fragmenter,
@@ -36,14 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("openkvs.putmedia")
 
 ERROR_TIMECODE_NOT_INCREASING = 4004
-ERROR_PRODUCER_TIMESTAMP = 4007
 ERROR_STREAM_DELETED = 4008
-ERROR_INTERNAL = 5000
 ERROR_PERSIST = 5001
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Rejected(Exception):

@@ -60,6 +60,11 @@ def chunk_parts(fragment: Fragment, now_ms: int) -> tuple[bytes, bytes, bytes]:
     return head, fragment.body, tail
 
 
+def not_found_chunk(number: FragmentNumber | str) -> bytes:
+    """The in-band error for a fragment that does not exist (any more)."""
+    return error_chunk(number, ERROR_FRAGMENT_NOT_FOUND, "FRAGMENT_NOT_FOUND")
+
+
 def error_chunk(number: FragmentNumber | str, error_id: int, error_code: str) -> bytes:
     """An in-band error (spec §6.2): a Segment holding only the error tags, no Cluster."""
     return (

@@ -11,7 +11,6 @@ import asyncio
 import bisect
 import time
 from collections import deque
-from collections.abc import Callable
 
 from openkvs.model import Fragment, FragmentMeta, FragmentNumber, StreamInfo
 from openkvs.store.base import Store
@@ -167,6 +166,3 @@ def admit(calls: deque[float], now: float, per_second: float) -> bool:
         return False
     calls.append(now)
     return True
-
-
-Clock = Callable[[], float]
