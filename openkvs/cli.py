@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parsers(sub)
     args = parser.parse_args(argv)
-    if args.command in ("streams", "get"):
+    if args.command in commands.NAMES:
         return commands.run(args)
     if args.command == "serve":
         values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}

@@ -13,21 +13,26 @@ def ffmpeg_mkv(
     path: Path, seconds: int = 6, fps: int = 25, audio: bool = True, size: str = "320x240"
 ) -> Path:
     """One Cluster per 1-second GOP, as a KVS producer would send it (spec: TOOLING traps)."""
+    subprocess.run(ffmpeg_command(str(path), seconds, fps, audio, size), check=True)
+    return path
+
+
+def ffmpeg_command(
+    output: str,
+    seconds: int = 6,
+    fps: int = 25,
+    audio: bool = True,
+    size: str = "320x240",
+    realtime: bool = False,
+) -> list[str]:
+    """The ffmpeg command line of ``ffmpeg_mkv``; ``output`` '-' writes to a pipe."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed (.ci/run installs it with apt-get)")
-    cmd = [
-        "ffmpeg",
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        f"testsrc2=size={size}:rate={fps}",
-    ]
+    pace = ["-re"] if realtime else []
+    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
+    cmd += [*pace, "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}"]
     if audio:
-        cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]
+        cmd += [*pace, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]
     cmd += [
         "-t",
         str(seconds),
@@ -46,9 +51,8 @@ def ffmpeg_mkv(
     ]
     if audio:
         cmd += ["-c:a", "aac", "-b:a", "64k"]
-    cmd += ["-cluster_size_limit", "8M", "-cluster_time_limit", "5000", "-f", "matroska", str(path)]
-    subprocess.run(cmd, check=True)
-    return path
+    cmd += ["-cluster_size_limit", "8M", "-cluster_time_limit", "5000", "-f", "matroska", output]
+    return cmd
 
 
 def probe_frames(path: Path) -> list[tuple[str, float]]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.kvs import put
-from tests.media import probe_frames
+from tests.media import ffmpeg_command, ffmpeg_mkv, probe_frames
 
 
 def openkvs(*args: str, server=None) -> subprocess.CompletedProcess[str]:  # noqa: ANN001
@@ -42,3 +45,61 @@ def test_errors_say_what_to_do_next(tmp_path: Path) -> None:
     nobody = ServerProcess(tmp_path)  # never started: nothing listens on its port
     down = openkvs("streams", "list", server=nobody)
     assert down.returncode == 1 and "Start it with ./scripts/serve" in down.stderr
+
+
+def _progress(path: Path) -> int:
+    """The last fragment count an ``openkvs get`` printed to its stderr file."""
+    counts = re.findall(r"fragments: (\d+)", path.read_text())
+    return int(counts[-1]) if counts else 0
+
+
+def _wait_for(condition, seconds: float) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_ffmpeg_pipe_to_put_and_get_follow_survive_a_server_restart(make_server, tmp_path) -> None:
+    """ffmpeg -re ... | openkvs put cam1 -, read live by openkvs get --follow, server killed."""
+    server = make_server()
+    seconds = 8
+    reference = ffmpeg_mkv(tmp_path / "reference.mkv", seconds=seconds)
+    out, get_log = tmp_path / "live.mkv", tmp_path / "get.log"
+    base = [sys.executable, "-m", "openkvs"]
+    endpoint = ["--endpoint-url", server.url]
+    with open(get_log, "w") as log:
+        assert openkvs("streams", "create", "cam1", server=server).returncode == 0
+        getter = subprocess.Popen(
+            [*base, "get", "cam1", "--start", "NOW", "--follow", "-o", str(out), *endpoint],
+            stderr=log,
+        )
+        try:
+            time.sleep(1.0)  # the reader waits at the live edge before anything is sent
+            ffmpeg = subprocess.Popen(
+                ffmpeg_command("-", seconds=seconds, realtime=True), stdout=subprocess.PIPE
+            )
+            putter = subprocess.Popen(
+                [*base, "put", "cam1", "-", *endpoint],
+                stdin=ffmpeg.stdout,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            assert ffmpeg.stdout is not None
+            ffmpeg.stdout.close()
+            _wait_for(lambda: _progress(get_log) >= 3, 15)
+            server.stop(signal.SIGKILL)
+            time.sleep(1.0)
+            server.start()
+            _, put_err = putter.communicate(timeout=60)
+            assert ffmpeg.wait(10) == 0
+            assert putter.returncode == 0, put_err
+            assert f"{seconds} sent, {seconds} acknowledged, 0 refused" in put_err
+            assert "reconnected" in put_err
+            _wait_for(lambda: _progress(get_log) >= seconds, 20)
+            time.sleep(0.5)
+        finally:
+            getter.send_signal(signal.SIGINT)
+            getter.wait(10)
+    assert _progress(get_log) == seconds
+    assert sorted(probe_frames(out)) == sorted(probe_frames(reference))

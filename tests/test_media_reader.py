@@ -163,3 +163,32 @@ def test_follow_resumes_across_a_server_kill_with_no_gap_or_duplicate(make_serve
             break
     stored = numbers(get_media(server, "follow", {"StartSelectorType": "EARLIEST"}))
     assert seen == stored and len(set(seen)) == 12
+
+
+def test_a_live_fragment_is_yielded_before_the_next_one_exists(make_server) -> None:
+    """iter_fragments over boto3's payload must not wait for 64 KiB (or the next fragment)."""
+    import contextlib
+    import threading
+
+    from openkvs.producer import Producer
+    from tests.media import cluster, simple_block, synthetic_mkv
+
+    server = make_server()
+    create_stream(server, "live1")
+    media = server.client("kinesis-video-media", read_timeout=30)
+    payload = media.get_media(StreamName="live1", StartSelector={"StartSelectorType": "NOW"})[
+        "Payload"
+    ]
+    first = threading.Event()
+
+    def read() -> None:
+        with contextlib.suppress(Exception):
+            for _ in iter_fragments(payload):
+                first.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    one_fragment = synthetic_mkv([cluster(0, [simple_block(1, 0, b"x" * 1000)])])
+    assert Producer(server.url, "live1").put(one_fragment).fragments_acknowledged == 1
+    assert first.wait(5), "the only fragment was held back"
+    payload.close()

@@ -3,6 +3,11 @@
 GetMedia ends after an idle period, and connections break; ``follow`` resumes
 each time with the CONTINUATION_TOKEN of the last fragment it yielded, so the
 caller sees every fragment once, in order, with no gap.
+
+A server may serve a fragment before it is durable; if it then crashes, the
+producer sends that fragment again and it is stored under a new number. Producer
+timestamps increase within a stream, so ``follow`` skips a fragment whose
+producer timestamp is not after the last one it yielded.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ def follow(
     retention) raise ``GetMediaError``; throttling and broken connections retry.
     """
     selector = dict(start or {"StartSelectorType": "NOW"})
+    last_producer_ms = -1
     while True:
         try:
             response = client.get_media(StreamName=stream_name, StartSelector=selector)
@@ -44,6 +50,11 @@ def follow(
                         "StartSelectorType": "CONTINUATION_TOKEN",
                         "ContinuationToken": fragment.continuation_token,
                     }
+                    producer_ms = fragment.producer_timestamp_ms
+                    if producer_ms is not None:
+                        if producer_ms <= last_producer_ms:
+                            continue
+                        last_producer_ms = producer_ms
                     yield fragment
             continue  # the response ended cleanly: resume at once
         except ClientError as exc:

@@ -7,9 +7,12 @@ last one at the end of the payload, so nothing waits for the next fragment.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import botocore.exceptions
+import urllib3.exceptions
 
 from openkvs.getmedia import chunk as tags
 from openkvs.mkv import ebml
@@ -186,8 +189,33 @@ class Readable(Protocol):
 
 
 def iter_fragments(payload: Readable, piece: int = 65536) -> Iterator[MediaFragment]:
-    """Fragments from a GetMedia payload (boto3's StreamingBody or any ``read(n)``)."""
+    """Fragments from a GetMedia payload (boto3's StreamingBody or any ``read(n)``).
+
+    ``read(n)`` of an HTTP body waits for all ``n`` bytes, which would hold a live
+    fragment back until the next one arrives; so this reads with ``read1`` (what
+    has arrived, up to ``n``) where the payload or the urllib3 response under
+    boto3's StreamingBody has it.
+    """
     reader = FragmentReader()
-    while data := payload.read(piece):
+    read = _read_available(payload)
+    while data := read(piece):
         yield from reader.feed(data)
     yield from reader.feed_eof()
+
+
+def _read_available(payload: Readable) -> Callable[[int], bytes]:
+    """``read1`` of the payload, with the errors boto3's StreamingBody.read would raise."""
+    raw = getattr(payload, "_raw_stream", payload)
+    read1 = getattr(raw, "read1", None)
+    if read1 is None:
+        return payload.read
+
+    def read(amt: int) -> bytes:
+        try:
+            return read1(amt)
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise botocore.exceptions.ReadTimeoutError(endpoint_url=exc.url, error=exc) from exc
+        except urllib3.exceptions.ProtocolError as exc:
+            raise botocore.exceptions.ResponseStreamingError(error=exc) from exc
+
+    return read
