@@ -13,6 +13,7 @@ from openkvs.mkv.reader import MkvError
 from tests.conftest import fixture_path
 from tests.kvs import chunks, create_stream, put
 from tests.layout import aws_tags
+from tests.media import probe_frames
 
 COMPLETE = [
     "output_get_media.mkv",
@@ -192,3 +193,18 @@ def test_a_live_fragment_is_yielded_before_the_next_one_exists(make_server) -> N
     assert Producer(server.url, "live1").put(one_fragment).fragments_acknowledged == 1
     assert first.wait(5), "the only fragment was held back"
     payload.close()
+
+
+def test_fragments_decode_on_their_own_to_frames_and_arrays(make_server, av_clip: Path) -> None:
+    server = make_server("--getmedia-idle-timeout-s", "0.5")
+    create_stream(server, "decode1")
+    put(server, "decode1", av_clip.read_bytes(), timecode_type="RELATIVE")
+    media = server.client("kinesis-video-media")
+    payload = media.get_media(StreamName="decode1", StartSelector={"StartSelectorType": "EARLIEST"})
+    fragments = list(iter_fragments(payload["Payload"]))
+    frames = [frame for fragment in fragments for frame in fragment.decode()]
+    video = [f for f in frames if isinstance(f, av.VideoFrame)]
+    assert len(video) == 150 and len(frames) == len(probe_frames(av_clip))
+    arrays = list(fragments[-1].to_arrays())
+    assert len(arrays) == 25 and arrays[0].shape == (240, 320, 3)
+    assert arrays[0].std() > 10  # a real picture, not a blank frame

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import botocore.exceptions
 import urllib3.exceptions
 
 from openkvs.getmedia import chunk as tags
+from openkvs.media.decode import decode_arrays, decode_frames
 from openkvs.mkv import ebml
 from openkvs.mkv.elements import (
     TrackEntry,
@@ -64,6 +65,14 @@ class MediaFragment:
     tracks: list[TrackEntry] = field(default_factory=list)
     frames: list[Frame] = field(default_factory=list)
     raw: bytes = b""
+
+    def decode(self, video_only: bool = False) -> Iterator[Any]:
+        """PyAV frames of this fragment (needs ``pip install 'openkvs[decode]'``)."""
+        return decode_frames(self.raw, video_only)
+
+    def to_arrays(self, pixel_format: str = "rgb24") -> Iterator[Any]:
+        """Each video frame as a numpy array (needs ``pip install 'openkvs[decode]'``)."""
+        return decode_arrays(self.raw, pixel_format)
 
 
 def _ms(seconds: str) -> int:
