@@ -126,3 +126,16 @@ def end_of_fragment() -> bytes:
     from openkvs.mkv.elements import tags_element
 
     return tags_element([(END_OF_FRAGMENT, "")], width=1)
+
+
+def ffprobe_duration(path: Path) -> float:
+    """The container duration ffprobe reports, in seconds."""
+    if shutil.which("ffprobe") is None:
+        pytest.skip("ffprobe is not installed (.ci/run installs ffmpeg with apt-get)")
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip())

@@ -13,7 +13,7 @@ from openkvs.mkv.reader import MkvError
 from tests.conftest import fixture_path
 from tests.kvs import chunks, create_stream, put
 from tests.layout import aws_tags
-from tests.media import probe_frames
+from tests.media import ffprobe_duration, probe_frames
 
 COMPLETE = [
     "output_get_media.mkv",
@@ -107,6 +107,12 @@ def test_iter_fragments_over_boto3_payload_from_our_server(make_server, av_clip:
     assert {t.codec_id for t in fragments[0].tracks} == {"V_MPEG4/ISO/AVC", "A_AAC"}
 
 
+def video_duration_ms(fragment) -> int:  # noqa: ANN001
+    """First video frame to the end of the last (one frame interval after it)."""
+    times = [f.timestamp_ms for f in fragment.frames if f.track == fragment.tracks[0].number]
+    return times[-1] - times[0] + (times[-1] - times[-2])
+
+
 def test_write_mkv_merges_aws_chunks_into_one_playable_file(tmp_path: Path) -> None:
     data = fixture_path("aws-getmedia/output_get_media.mkv").read_bytes()
     fragments = read(data, 65536)
@@ -116,20 +122,27 @@ def test_write_mkv_merges_aws_chunks_into_one_playable_file(tmp_path: Path) -> N
     with av.open(str(merged)) as container:
         assert sum(1 for p in container.demux() if p.size) == sum(len(f.frames) for f in fragments)
         assert container.duration / 1e6 == pytest.approx(10.0, abs=0.05)
+    total = sum(video_duration_ms(f) for f in fragments) / 1000
+    assert total == pytest.approx(10.0, abs=0.05)
+    assert ffprobe_duration(merged) == pytest.approx(total, abs=0.05)
 
 
 def test_write_mkv_of_our_output_decodes_every_frame(make_server, av_clip: Path, tmp_path) -> None:
-    from tests.media import probe_frames
+    from tests.media import ffprobe_duration, probe_frames
 
     server = make_server("--getmedia-idle-timeout-s", "0.5")
     create_stream(server, "merge")
     put(server, "merge", av_clip.read_bytes(), timecode_type="RELATIVE")
     media = server.client("kinesis-video-media")
     response = media.get_media(StreamName="merge", StartSelector={"StartSelectorType": "EARLIEST"})
+    fragments = list(iter_fragments(response["Payload"]))
     merged = tmp_path / "merged.mkv"
     with merged.open("wb") as out:
-        write_mkv(iter_fragments(response["Payload"]), out)
+        write_mkv(fragments, out)
     assert sorted(probe_frames(merged)) == sorted(probe_frames(av_clip))
+    assert len(fragments) == 6
+    total = sum(video_duration_ms(f) for f in fragments) / 1000
+    assert ffprobe_duration(merged) == pytest.approx(total, abs=0.05)
 
 
 def test_follow_resumes_across_a_server_kill_with_no_gap_or_duplicate(make_server, av_clip):
