@@ -24,6 +24,8 @@ _FLAGS = {
     "getmedia_calls_per_second": "GetMedia calls per second per stream",
     "getmedia_max_connections": "concurrent GetMedia sessions per stream",
     "getmedia_max_bytes_per_second": "GetMedia bytes per second per session",
+    "putmedia_calls_per_second": "PutMedia calls per second per stream",
+    "putmedia_max_bytes_per_second": "PutMedia bytes per second per stream (read slower beyond it)",
     "putmedia_idle_timeout_s": "seconds without data before a PutMedia is closed",
     "putmedia_idle_ack_interval_s": "seconds between IDLE acks while a PutMedia sends nothing",
     "max_fragment_bytes": "largest fragment accepted",

@@ -20,6 +20,8 @@ class Config:
     getmedia_max_connections: int = 3
     getmedia_max_bytes_per_second: float = 25_000_000.0
     # PutMedia
+    putmedia_calls_per_second: float = 5.0
+    putmedia_max_bytes_per_second: float = 12_500_000.0
     putmedia_idle_timeout_s: float = 30.0
     putmedia_idle_ack_interval_s: float = 3.0
     max_fragment_bytes: int = 50_000_000

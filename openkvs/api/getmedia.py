@@ -7,7 +7,6 @@ with the continuation token.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -22,13 +21,15 @@ from openkvs.errors import (
     InvalidArgumentException,
 )
 from openkvs.getmedia.chunk import chunk_parts, not_found_chunk
-from openkvs.live.state import StreamState, admit
+from openkvs.live.limits import Pacer, admit
+from openkvs.live.state import StreamState
 from openkvs.model import FragmentMeta, FragmentNumber
 from openkvs.store.base import FragmentGone
 
 if TYPE_CHECKING:
     from openkvs.api.media import MediaService
 
+HANGUP_CHECK_S = 0.25
 SELECTOR_TYPES = (
     "FRAGMENT_NUMBER",
     "SERVER_TIMESTAMP",
@@ -112,23 +113,6 @@ def start_position(state: StreamState, selector: dict[str, Any]) -> Start:
     return Start(meta.seq if meta else state.last_completed_seq + 1)
 
 
-class Pacer:
-    """Caps a session's byte rate (25 MB/s on AWS) with a one-second burst."""
-
-    def __init__(self, bytes_per_second: float) -> None:
-        self.rate = bytes_per_second
-        self.started = time.monotonic()
-        self.sent = 0
-
-    async def sent_bytes(self, count: int) -> None:
-        if self.rate <= 0:
-            return
-        self.sent += count
-        ahead = self.sent / self.rate - (time.monotonic() - self.started) - 1.0
-        if ahead > 0:
-            await asyncio.sleep(ahead)
-
-
 async def get_media(service: MediaService, request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     name, arn = body.get("StreamName"), body.get("StreamARN")
@@ -156,7 +140,7 @@ async def get_media(service: MediaService, request: web.Request) -> web.StreamRe
         if start.seq is None:
             await response.write(not_found_chunk(start.missing or "0"))
         else:
-            await serve_fragments(service, state, response, start.seq)
+            await serve_fragments(service, state, request, response, start.seq)
         await response.write_eof()
     except (ConnectionError, RuntimeError):
         pass  # the reader went away
@@ -166,18 +150,32 @@ async def get_media(service: MediaService, request: web.Request) -> web.StreamRe
 
 
 async def serve_fragments(
-    service: MediaService, state: StreamState, response: web.StreamResponse, seq: int
+    service: MediaService,
+    state: StreamState,
+    request: web.Request,
+    response: web.StreamResponse,
+    seq: int,
 ) -> None:
+    """Send from ``seq`` on; at the live edge wait, checking that the reader is still there.
+
+    A reader that hangs up while we wait must free its connection slot at once,
+    not after the idle timeout, or it blocks new readers (3 per stream).
+    """
     config = service.config
     pacer = Pacer(config.getmedia_max_bytes_per_second if config.rate_limits else 0)
+    idle_until = time.monotonic() + config.getmedia_idle_timeout_s
     while not state.closed and not service.closing:
         meta = state.first_from(seq)
         if meta is None or meta.seq > state.last_completed_seq:
-            if not await state.wait(config.getmedia_idle_timeout_s):
+            left = idle_until - time.monotonic()
+            transport = request.transport
+            if left <= 0 or transport is None or transport.is_closing():
                 return
+            await state.wait(min(left, HANGUP_CHECK_S))
             continue
         seq = meta.seq + 1
         await send_fragment(state, response, meta, pacer)
+        idle_until = time.monotonic() + config.getmedia_idle_timeout_s
 
 
 async def send_fragment(
@@ -190,7 +188,7 @@ async def send_fragment(
         return
     for part in chunk_parts(fragment, now_ms()):
         await response.write(part)
-    await pacer.sent_bytes(meta.size)
+    await pacer.spend(meta.size)
 
 
 __all__ = ["get_media"]

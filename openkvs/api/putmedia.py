@@ -28,7 +28,8 @@ from openkvs.ingest.fragmenter import (
     Fragmenter,
     FragmenterEvent,
 )
-from openkvs.live.state import StreamState, admit
+from openkvs.live.limits import Pacer, admit
+from openkvs.live.state import StreamState
 from openkvs.model import Fragment, FragmentMeta, FragmentNumber
 from openkvs.store.base import StoreError
 
@@ -132,6 +133,7 @@ class PutMediaSession:
     async def read_loop(self) -> None:
         content = self.request.content
         config = self.config
+        pacer = Pacer(config.putmedia_max_bytes_per_second if config.rate_limits else 0)
         last_data = last_ack = time.monotonic()
         while True:
             timeout = config.putmedia_idle_ack_interval_s
@@ -152,6 +154,7 @@ class PutMediaSession:
             except (ConnectionError, asyncio.IncompleteReadError, web.HTTPException):
                 return
             last_data = last_ack = time.monotonic()
+            await pacer.spend(len(data))
             fragmenter = self.fragmenter
             events = fragmenter.feed(data, now_ms()) if data else fragmenter.feed_eof(now_ms())
             await self.handle(events)
@@ -254,7 +257,8 @@ async def put_media(service: MediaService, request: web.Request) -> web.StreamRe
             "x-amzn-fragment-timecode-type must be ABSOLUTE or RELATIVE."
         )
     state = service.state(info)
-    if service.config.rate_limits and not admit(state.put_calls, time.monotonic(), 5):
+    calls_per_second = service.config.putmedia_calls_per_second
+    if service.config.rate_limits and not admit(state.put_calls, time.monotonic(), calls_per_second):
         raise ClientLimitExceededException("PutMedia calls per second for this stream exceeded.")
     start_ms, start_ok = producer_start_ms(headers.get("x-amzn-producer-start-timestamp"))
     config = service.config

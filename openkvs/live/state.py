@@ -157,12 +157,3 @@ class StreamState:
             return self.live[i]
         return await self.store.read(self.info.key, meta)
 
-
-def admit(calls: deque[float], now: float, per_second: float) -> bool:
-    """Sliding one-second window: may one more call start now?"""
-    while calls and now - calls[0] >= 1.0:
-        calls.popleft()
-    if len(calls) >= per_second:
-        return False
-    calls.append(now)
-    return True
