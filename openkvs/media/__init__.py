@@ -6,6 +6,7 @@ from openkvs.media.reader import (
     Frame,
     GetMediaError,
     MediaFragment,
+    aiter_fragments,
     iter_fragments,
 )
 from openkvs.media.writer import write_mkv
@@ -15,6 +16,7 @@ __all__ = [
     "FragmentReader",
     "GetMediaError",
     "MediaFragment",
+    "aiter_fragments",
     "follow",
     "iter_fragments",
     "write_mkv",

@@ -7,7 +7,7 @@ last one at the end of the payload, so nothing waits for the next fragment.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -210,6 +210,22 @@ def iter_fragments(payload: Readable, piece: int = 65536) -> Iterator[MediaFragm
     while data := read(piece):
         yield from reader.feed(data)
     yield from reader.feed_eof()
+
+
+class AsyncReadable(Protocol):
+    async def read(self, amt: int = ...) -> bytes: ...
+
+
+async def aiter_fragments(
+    payload: AsyncReadable, piece: int = 65536
+) -> AsyncIterator[MediaFragment]:
+    """``iter_fragments`` for an async payload (``openkvs.aio``'s, whose read returns what has arrived)."""
+    reader = FragmentReader()
+    while data := await payload.read(piece):
+        for fragment in reader.feed(data):
+            yield fragment
+    for fragment in reader.feed_eof():
+        yield fragment
 
 
 def _read_available(payload: Readable) -> Callable[[int], bytes]:
