@@ -8,7 +8,14 @@ import av
 import pytest
 
 from openkvs.getmedia.chunk import error_chunk
-from openkvs.media import FragmentReader, GetMediaError, follow, iter_fragments, write_mkv
+from openkvs.media import (
+    FragmentReader,
+    GetMediaError,
+    MediaFragment,
+    follow,
+    iter_fragments,
+    write_mkv,
+)
 from openkvs.mkv.reader import MkvError
 from tests.conftest import fixture_path
 from tests.kvs import chunks, create_stream, put
@@ -94,13 +101,18 @@ def test_an_error_chunk_raises_after_the_fragments_before_it() -> None:
     assert info.value.fragment_number == "1" * 47
 
 
-def test_iter_fragments_over_boto3_payload_from_our_server(make_server, av_clip: Path) -> None:
+def clip_fragments(make_server, av_clip: Path) -> list[MediaFragment]:  # noqa: ANN001
+    """The clip stored in a new server, read back with boto3 and iter_fragments."""
     server = make_server("--getmedia-idle-timeout-s", "0.5")
     create_stream(server, "clip")
     put(server, "clip", av_clip.read_bytes(), timecode_type="RELATIVE")
     media = server.client("kinesis-video-media")
     response = media.get_media(StreamName="clip", StartSelector={"StartSelectorType": "EARLIEST"})
-    fragments = list(iter_fragments(response["Payload"]))
+    return list(iter_fragments(response["Payload"]))
+
+
+def test_iter_fragments_over_boto3_payload_from_our_server(make_server, av_clip: Path) -> None:
+    fragments = clip_fragments(make_server, av_clip)
     assert len(fragments) == 6
     assert sum(len(f.frames) for f in fragments) == 410
     assert all(f.frames[0].keyframe for f in fragments)
@@ -128,14 +140,7 @@ def test_write_mkv_merges_aws_chunks_into_one_playable_file(tmp_path: Path) -> N
 
 
 def test_write_mkv_of_our_output_decodes_every_frame(make_server, av_clip: Path, tmp_path) -> None:
-    from tests.media import ffprobe_duration, probe_frames
-
-    server = make_server("--getmedia-idle-timeout-s", "0.5")
-    create_stream(server, "merge")
-    put(server, "merge", av_clip.read_bytes(), timecode_type="RELATIVE")
-    media = server.client("kinesis-video-media")
-    response = media.get_media(StreamName="merge", StartSelector={"StartSelectorType": "EARLIEST"})
-    fragments = list(iter_fragments(response["Payload"]))
+    fragments = clip_fragments(make_server, av_clip)
     merged = tmp_path / "merged.mkv"
     with merged.open("wb") as out:
         write_mkv(fragments, out)
@@ -209,12 +214,7 @@ def test_a_live_fragment_is_yielded_before_the_next_one_exists(make_server) -> N
 
 
 def test_fragments_decode_on_their_own_to_frames_and_arrays(make_server, av_clip: Path) -> None:
-    server = make_server("--getmedia-idle-timeout-s", "0.5")
-    create_stream(server, "decode1")
-    put(server, "decode1", av_clip.read_bytes(), timecode_type="RELATIVE")
-    media = server.client("kinesis-video-media")
-    payload = media.get_media(StreamName="decode1", StartSelector={"StartSelectorType": "EARLIEST"})
-    fragments = list(iter_fragments(payload["Payload"]))
+    fragments = clip_fragments(make_server, av_clip)
     frames = [frame for fragment in fragments for frame in fragment.decode()]
     video = [f for f in frames if isinstance(f, av.VideoFrame)]
     assert len(video) == 150 and len(frames) == len(probe_frames(av_clip))
