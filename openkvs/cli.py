@@ -16,6 +16,7 @@ _FLAGS = {
     "host": "address to listen on",
     "port": "port to listen on",
     "data_dir": "where the embedded store keeps streams and fragments",
+    "segment_bytes": "size at which the store starts a new segment file (retention frees whole files)",
     "public_url": "base URL GetDataEndpoint returns (default: this server's own)",
     "region": "region used in stream ARNs",
     "account_id": "account id used in stream ARNs",
@@ -30,7 +31,13 @@ _FLAGS = {
     "putmedia_idle_ack_interval_s": "seconds between IDLE acks while a PutMedia sends nothing",
     "max_fragment_bytes": "largest fragment accepted",
     "max_fragment_duration_ms": "longest fragment accepted",
+    "max_tracks": "most tracks a PutMedia may declare",
     "retention_interval_s": "how often retention runs",
+    "credentials": "access keys: JSON {id: secret} or an AWS credentials file (none: dev mode)",
+    "access_rules": "JSON file of per-key read/write/admin stream-name prefixes",
+    "tls_cert": "PEM certificate (chain) to serve HTTPS with",
+    "tls_key": "PEM private key for --tls-cert",
+    "retention_unit_s": "seconds one DataRetentionInHours hour lasts (for tests only)",
 }
 
 
@@ -60,7 +67,13 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
         "--no-rate-limits",
         action="store_true",
         default=os.environ.get("OPENKVS_NO_RATE_LIMITS", "") not in ("", "0"),
-        help="turn off the per-session byte-rate caps (for benchmarks)",
+        help="turn off the calls-per-second and bytes-per-second quotas (for benchmarks)",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=os.environ.get("OPENKVS_INSECURE", "") not in ("", "0"),
+        help="serve a non-loopback address without credentials (env OPENKVS_INSECURE)",
     )
 
 
@@ -79,11 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
         config = Config(**values)
         config.rate_limits = not args.no_rate_limits
+        config.insecure = args.insecure
         logs.setup(config.log_level)
+        from openkvs.auth import AuthConfigError
         from openkvs.server import serve
 
         try:
             asyncio.run(serve(config))
+        except AuthConfigError as exc:
+            print(f"openkvs: {exc}", file=sys.stderr)
+            return 2
         except OSError as exc:
             print(
                 f"openkvs: cannot serve on {config.host}:{config.port}: {exc.strerror}. "

@@ -10,6 +10,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: str = "./openkvs-data"
+    segment_bytes: int = 64 << 20
     public_url: str | None = None
     region: str = "us-west-2"
     account_id: str = "123456789012"
@@ -32,7 +33,15 @@ class Config:
     live_buffer_bytes: int = 200_000_000
     # retention sweeper
     retention_interval_s: float = 60.0
+    # seconds one DataRetentionInHours hour lasts: 3600, shortened only by tests
+    retention_unit_s: float = 3600.0
     rate_limits: bool = True
+    # authentication and transport (openkvs.auth)
+    credentials: str | None = None
+    access_rules: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    insecure: bool = False
 
     def base_url(self) -> str:
         if self.public_url:
@@ -40,4 +49,5 @@ class Config:
         host = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{host}:{self.port}"

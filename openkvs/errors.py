@@ -12,14 +12,22 @@ class AwsError(Exception):
 
     code = "InternalFailure"
     status = 500
+    message_key = "Message"  # the body member; AWS's auth layer writes "message" (spec §3)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
-def _error(code: str, status: int) -> type[AwsError]:
-    return type(code, (AwsError,), {"code": code, "status": status, "__doc__": f"AWS {code}."})
+class AuthFailure(AwsError):
+    """Refused by the signature check, before any operation runs: 403, lowercase ``message``."""
+
+    status = 403
+    message_key = "message"
+
+
+def _error(code: str, status: int, base: type[AwsError] = AwsError) -> type[AwsError]:
+    return type(code, (base,), {"code": code, "status": status, "__doc__": f"AWS {code}."})
 
 
 ResourceNotFoundException = _error("ResourceNotFoundException", 404)
@@ -37,3 +45,9 @@ NoDataRetentionException = _error("NoDataRetentionException", 400)
 SerializationException = _error("SerializationException", 400)
 UnknownOperationException = _error("UnknownOperationException", 404)
 InternalFailure = _error("InternalFailure", 500)
+AccessDeniedException = _error("AccessDeniedException", 401)
+# the SigV4 layer (spec §1, §3)
+InvalidSignatureException = _error("InvalidSignatureException", 403, AuthFailure)
+IncompleteSignatureException = _error("IncompleteSignatureException", 403, AuthFailure)
+UnrecognizedClientException = _error("UnrecognizedClientException", 403, AuthFailure)
+MissingAuthenticationTokenException = _error("MissingAuthenticationTokenException", 403, AuthFailure)

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from aiohttp import web
 
 from openkvs.api.control import ControlPlane
-from openkvs.api.http import error_response, json_response, read_json
+from openkvs.api.http import BODY_TIMEOUT, error_response, json_response, read_json
 from openkvs.api.media import MediaService
+from openkvs.auth import auth_middleware, server_tls_context
 from openkvs.config import Config
 from openkvs.errors import AwsError, InternalFailure, UnknownOperationException
 from openkvs.store.base import Store
@@ -45,7 +47,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 
 def build_app(config: Config, store: Store) -> web.Application:
-    app = web.Application(client_max_size=1 << 20)
+    app = web.Application(client_max_size=1 << 20, middlewares=[auth_middleware(config, os.environ)])
     control = ControlPlane(store, config)
     media = MediaService(store, control, config)
     app[CONTROL] = control
@@ -74,15 +76,27 @@ def default_store(config: Config) -> Store:
         return MemoryStore()
     from openkvs.store.embedded import EmbeddedStore
 
-    return EmbeddedStore(config.data_dir)
+    return EmbeddedStore(config.data_dir, config.segment_bytes)
 
 
 async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGINT/SIGTERM, then finish or reject in-flight work and exit."""
+    tls = server_tls_context(config)
     app = build_app(config, default_store(config))
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    # A client that goes silent: the PutMedia idle limit also bounds how long request headers
+    # (aiohttp's keep-alive timer runs from connect until a request is parsed) and JSON bodies
+    # may take, so a slowloris connection is dropped instead of held for an hour.
+    silent_s = config.putmedia_idle_timeout_s
+    app[BODY_TIMEOUT] = silent_s
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=5.0,
+        keepalive_timeout=silent_s,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    site = web.TCPSite(runner, config.host, config.port, reuse_address=True, ssl_context=tls)
     await site.start()
     log.warning("openkvs listening", extra={"url": config.base_url(), "data_dir": config.data_dir})
     stop = asyncio.Event()

@@ -45,7 +45,8 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if "--tls-cert" in self.extra else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> ServerProcess:
         cmd = [sys.executable, "-m", "openkvs", "serve", "--host", "127.0.0.1"]
@@ -76,13 +77,14 @@ class ServerProcess:
         self.proc = None
         return code
 
-    def client(self, service: str = "kinesisvideo", **config: object):  # type: ignore[no-untyped-def]
+    def client(self, service: str = "kinesisvideo", verify: object = None, **config: object):  # type: ignore[no-untyped-def]
         return boto3.client(
             service,
             endpoint_url=self.url,
             region_name="us-west-2",
             aws_access_key_id="AKIDEXAMPLE",
             aws_secret_access_key="secret",
+            verify=verify,
             config=BotoConfig(retries={"max_attempts": 1}, **config),  # type: ignore[arg-type]
         )
 
@@ -122,3 +124,17 @@ def av_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sdk_capture() -> bytes:
     """The first 2 MiB of a real PutMedia body from the C producer SDK."""
     return fixture_path("producer-sdk/putmedia-h264-realtime.mkv").read_bytes()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs, so writes really fail with ENOSPC; skips where mounting is not allowed."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs (needs root): {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)

@@ -42,6 +42,8 @@ def chunks(payload: bytes) -> list[bytes]:
             break
         if isinstance(event, EbmlHeader):
             starts.append(offset)
+    if not starts:
+        return []
     return [payload[a:b] for a, b in zip(starts, starts[1:] + [len(payload)], strict=True)]
 
 

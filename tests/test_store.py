@@ -8,7 +8,7 @@ import random
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -325,20 +325,6 @@ async def test_a_cancelled_append_still_lands_in_the_index(store: EmbeddedStore)
     await store.append(CAM.key, frag(3))
     assert [m.seq for m in store.index(CAM.key)] == [1, 2, 3]
     await assert_holds(await reopened(store), [frag(1), frag(2, size=8 << 20), frag(3)])
-
-
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs, so writes really fail with ENOSPC."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs (needs root): {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 async def test_a_full_disk_fails_the_append_and_leaves_no_trace(tiny_disk: Path) -> None:

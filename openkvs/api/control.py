@@ -21,6 +21,7 @@ import secrets
 import string
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from botocore import xform_name
@@ -41,6 +42,8 @@ log = logging.getLogger("openkvs.control")
 
 Body = dict[str, Any]
 Handler = Callable[[Body], Awaitable[Body]]
+# Set per request by the auth layer under access rules: the streams ListStreams may show.
+VISIBLE_STREAMS: ContextVar[Callable[[str], bool] | None] = ContextVar("visible", default=None)
 
 # AWS operation → whether it changes state (and so runs under the mutation lock).
 # The HTTP path of each comes from the service model; the handler is its snake_case name.
@@ -201,7 +204,10 @@ class ControlPlane:
         limit = body.get("MaxResults") or MAX_LIST_RESULTS
         after = decode_token(body.get("NextToken"))
         prefix = (body.get("StreamNameCondition") or {}).get("ComparisonValue") or ""
-        names = sorted(n for n in self._streams if n > after and n.startswith(prefix))
+        visible = VISIBLE_STREAMS.get() or (lambda _: True)
+        names = sorted(
+            n for n in self._streams if n > after and n.startswith(prefix) and visible(n)
+        )
         page = names[:limit]
         result: Body = {"StreamInfoList": [describe(self._streams[n]) for n in page]}
         if len(names) > limit:

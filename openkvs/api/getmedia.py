@@ -7,6 +7,7 @@ with the continuation token.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from openkvs.api.http import id_headers, read_json
+from openkvs.api.validate import Validator
 from openkvs.clock import now_ms
 from openkvs.errors import (
     ClientLimitExceededException,
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from openkvs.api.media import MediaService
 
 HANGUP_CHECK_S = 0.25
+VALIDATOR = Validator("kinesis-video-media")
 SELECTOR_TYPES = (
     "FRAGMENT_NUMBER",
     "SERVER_TIMESTAMP",
@@ -44,16 +47,15 @@ def parse_timestamp(value: Any) -> int:
     """StartTimestamp as epoch ms: botocore sends epoch seconds; accept ISO-8601 too."""
     if isinstance(value, bool):
         raise InvalidArgumentException("StartTimestamp must be a timestamp.")
-    if isinstance(value, int | float):
-        return int(round(value * 1000))
-    if isinstance(value, str):
+    if isinstance(value, int | float | str):
         try:
             return int(round(float(value) * 1000))
-        except ValueError:
+        except (ValueError, OverflowError):  # not a number, NaN, or out of range (1e308)
             pass
+    if isinstance(value, str):
         try:
             return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
-        except ValueError:
+        except (ValueError, OverflowError):
             pass
     raise InvalidArgumentException("StartTimestamp must be a timestamp.")
 
@@ -115,6 +117,7 @@ def start_position(state: StreamState, selector: dict[str, Any]) -> Start:
 
 async def get_media(service: MediaService, request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
+    VALIDATOR.check("GetMedia", body)  # types, enums, patterns and lengths from the model
     name, arn = body.get("StreamName"), body.get("StreamARN")
     selector = body.get("StartSelector")
     if not isinstance(selector, dict):
@@ -123,7 +126,8 @@ async def get_media(service: MediaService, request: web.Request) -> web.StreamRe
     state = service.state(info)
     start = start_position(state, selector)
     config = service.config
-    if not admit(state.get_calls, time.monotonic(), config.getmedia_calls_per_second):
+    calls_per_second = config.getmedia_calls_per_second
+    if config.rate_limits and not admit(state.get_calls, time.monotonic(), calls_per_second):
         raise ClientLimitExceededException(
             "GetMedia calls per second for this stream exceeded. Retry after a moment."
         )
@@ -165,6 +169,12 @@ async def serve_fragments(
     pacer = Pacer(config.getmedia_max_bytes_per_second if config.rate_limits else 0)
     idle_until = time.monotonic() + config.getmedia_idle_timeout_s
     while not state.closed and not service.closing:
+        expired = service.store.expired(state.info.key)
+        if expired is not None and seq <= expired.seq:
+            # Retention deleted what this reader was due next: say so (4000), go on after it.
+            await response.write(not_found_chunk(expired.number))
+            seq = expired.seq + 1
+            continue
         meta = state.first_from(seq)
         if meta is None or meta.seq > state.last_completed_seq:
             left = idle_until - time.monotonic()
@@ -174,12 +184,21 @@ async def serve_fragments(
             await state.wait(min(left, HANGUP_CHECK_S))
             continue
         seq = meta.seq + 1
-        await send_fragment(state, response, meta, pacer)
+        try:
+            await send_fragment(state, response, meta, pacer, config.getmedia_idle_timeout_s)
+        except TimeoutError:  # a reader that takes nothing for that long would keep its slot
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionError("the reader stopped reading") from None
         idle_until = time.monotonic() + config.getmedia_idle_timeout_s
 
 
 async def send_fragment(
-    state: StreamState, response: web.StreamResponse, meta: FragmentMeta, pacer: Pacer
+    state: StreamState,
+    response: web.StreamResponse,
+    meta: FragmentMeta,
+    pacer: Pacer,
+    write_timeout: float,
 ) -> None:
     try:
         fragment = await state.fetch(meta)
@@ -187,7 +206,8 @@ async def send_fragment(
         await response.write(not_found_chunk(meta.number))
         return
     for part in chunk_parts(fragment, now_ms()):
-        await response.write(part)
+        async with asyncio.timeout(write_timeout):
+            await response.write(part)
     await pacer.spend(meta.size)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -11,6 +12,7 @@ from aiohttp import web
 from openkvs.errors import AwsError, SerializationException
 
 REQUEST_ID = web.AppKey("request_id_factory", object)
+RAW_BODY = "raw_body"  # request key: the body bytes, once the auth layer has read them to hash
 
 
 def new_request_id() -> str:
@@ -45,23 +47,71 @@ def error_response(request: web.Request, error: AwsError) -> web.Response:
     headers["x-amz-ErrorType"] = error.code
     return web.Response(
         status=error.status,
-        body=json.dumps({"Message": error.message}).encode(),
+        body=json.dumps({error.message_key: error.message}).encode(),
         content_type="application/json",
         headers=headers,
     )
 
 
-async def read_json(request: web.Request, limit: int = 1 << 20) -> dict[str, Any]:
-    """Read a JSON object body; malformed input is a SerializationException as on AWS."""
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
+class RequestTimeoutException(AwsError):
+    """The client did not send its request body in time (a slowloris body)."""
+
+    code = "RequestTimeoutException"
+    status = 408
+
+
+BODY_TIMEOUT = web.AppKey("body_timeout_s", float)
+"""Seconds a client has to send a whole JSON body; ``serve`` sets it from the config."""
+DEFAULT_BODY_TIMEOUT_S = 30.0
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, or SerializationException past ``limit`` bytes.
+
+    It must arrive within the app's BODY_TIMEOUT (RequestTimeoutException), so a
+    client that drips a body cannot hold a handler. ``content.read(n)`` returns
+    what has arrived so far, not ``n`` bytes, so the body is read to its end here.
+    """
+    if request.content_length is not None and request.content_length > limit:
         raise SerializationException("Request body is too large.")
+    timeout = request.app.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT_S)
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout):
+            while part := await request.content.readany():
+                size += len(part)
+                if size > limit:
+                    raise SerializationException("Request body is too large.")
+                parts.append(part)
+    except TimeoutError:
+        raise RequestTimeoutException(
+            f"The request body did not arrive within {timeout:g} s."
+        ) from None
+    return b"".join(parts)
+
+
+async def read_json(request: web.Request, limit: int = 1 << 20) -> dict[str, Any]:
+    """Read a JSON object body; malformed input is a SerializationException as on AWS.
+
+    The body must arrive within the app's BODY_TIMEOUT. NaN and Infinity are not
+    JSON, and nesting deeper than Python's recursion limit is refused, not a crash.
+    """
+    raw = request.get(RAW_BODY)  # already read by the auth layer
+    if raw is None:
+        raw = await read_body(request, limit)
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SerializationException(f"Could not parse request body: {exc}") from None
+    except RecursionError:
+        raise SerializationException("Could not parse request body: nested too deeply.") from None
     if not isinstance(body, dict):
         raise SerializationException("Request body must be a JSON object.")
     return body

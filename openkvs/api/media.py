@@ -71,13 +71,23 @@ class MediaService:
         return await getmedia.get_media(self, request)
 
     async def enforce_retention(self, now_ms: int | None = None) -> int:
-        """Delete fragments older than each stream's DataRetentionInHours; returns how many."""
+        """Delete fragments older than each stream's DataRetentionInHours; returns how many.
+
+        The store drops them from its index at once and deletes files in a worker
+        thread, so PutMedia acks keep flowing. Live copies go too, so a reader
+        never gets a deleted fragment from memory (GetMedia says 4000 instead).
+        """
         now_ms = clock.now_ms() if now_ms is None else now_ms
+        hour_ms = self.config.retention_unit_s * 1000
         deleted = 0
         for info in self.control.all_streams():
             if not self.store.index(info.key):
                 continue
-            cutoff = now_ms - info.data_retention_hours * 3_600_000
+            cutoff = now_ms - int(info.data_retention_hours * hour_ms)
+            state = self.states.get(info.key)
+            if state is not None and state.persistent:  # else live is the only copy
+                for fragment in [f for f in state.live if f.meta.server_ms < cutoff]:
+                    state.drop_live(fragment.meta.seq)
             try:
                 deleted += await self.store.truncate_before(info.key, cutoff)
             except StoreError as exc:
@@ -85,6 +95,13 @@ class MediaService:
         return deleted
 
     async def _retention_loop(self) -> None:
+        """Run retention every --retention-interval-s; one bad pass never stops the next."""
         while True:
-            await self.enforce_retention()
+            try:
+                deleted = await self.enforce_retention()
+            except Exception:
+                log.exception("retention pass failed")
+            else:
+                if deleted:
+                    log.info("retention deleted fragments", extra={"fragments": deleted})
             await asyncio.sleep(self.config.retention_interval_s)

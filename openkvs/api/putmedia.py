@@ -219,9 +219,14 @@ class PutMediaSession:
             except StoreError as exc:
                 log.error("persist failed", extra={"stream": state.info.name, "error": str(exc)})
                 state.drop_live(fragment.meta.seq)
-                await self.ack("ERROR", timecode, fragment.meta.number, ERROR_PERSIST)
                 self.kick()
                 self.drain()
+                # The producer resends from here (e.g. once disk space returns): these
+                # timecodes must read as new, not as a non-increasing 4004. No await
+                # since the failure, so no fragment was received meanwhile.
+                stored = self.service.store.index(state.info.key)
+                state.last_frame_ms = stored[-1].producer_ms if stored else -1
+                await self.ack("ERROR", timecode, fragment.meta.number, ERROR_PERSIST)
                 return
             await self.ack("PERSISTED", timecode, fragment.meta.number)
 
@@ -241,7 +246,7 @@ def producer_start_ms(raw: str | None) -> tuple[int | None, bool]:
         value = Decimal(raw.strip())
     except InvalidOperation:
         return None, False
-    if not value.is_finite() or value < 0:
+    if not value.is_finite() or value < 0 or value.adjusted() > 12:  # 1e999999 would hang
         return None, False
     return int(value * 1000), True
 

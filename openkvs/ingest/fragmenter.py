@@ -9,13 +9,15 @@ that follow a Cluster belong to its fragment (as in AWS's own output).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NoReturn
 
+from openkvs.getmedia.chunk import SERVICE_TAGS
 from openkvs.mkv import ebml
 from openkvs.mkv.elements import (
+    iter_simple_tags,
     parse_block_header,
-    parse_simple_tags,
     parse_timecode_scale,
     parse_tracks,
 )
@@ -39,6 +41,8 @@ ERROR_INVALID_MKV = 4006
 ERROR_PRODUCER_TIMESTAMP = 4007
 ERROR_TRACK_MISMATCH = 4010
 ERROR_TOO_MANY_TRACKS = 4012
+# Timestamps are stored as signed 64-bit ms; leave room for a fragment's duration past the start.
+MAX_PRODUCER_MS = (1 << 62) - 1
 
 
 class FragmentError(Exception):
@@ -206,15 +210,30 @@ class Fragmenter:
         if element.id != ebml.TAGS:
             out.append(self._complete())
             return
-        names = [name for name, _ in parse_simple_tags(element.payload)]
-        if END_OF_FRAGMENT in names:
-            if any(name != END_OF_FRAGMENT for name in names):
-                self._append(element.raw)
-            out.append(self._complete())
-        else:
+        end_marker = other = False
+        for name in self._tag_names(element):
+            end_marker |= name == END_OF_FRAGMENT
+            other |= name != END_OF_FRAGMENT
+        if other or not end_marker:
             self._append(element.raw)
+        if end_marker:
+            out.append(self._complete())
+
+    def _tag_names(self, tags: Element) -> Iterator[str]:
+        """The SimpleTag names of a producer Tags element, scanned in constant memory.
+
+        Names GetMedia writes itself are refused: stored and served, a forged
+        ``AWS_KINESISVIDEO_ERROR_ID`` or ``…_SERVER_TIMESTAMP`` would mislead every reader.
+        """
+        for name, _ in iter_simple_tags(tags.payload):
+            if name in SERVICE_TAGS:
+                self._fail(f"producer tag {name} is reserved for the service", ERROR_INVALID_MKV)
+            yield name
 
     def _header_element(self, element: Element) -> None:
+        if element.id == ebml.TAGS:
+            for _ in self._tag_names(element):
+                pass
         if element.id == ebml.INFO:
             self._scale = parse_timecode_scale(element.payload)
         elif element.id == ebml.TRACKS:
@@ -284,13 +303,16 @@ class Fragmenter:
 
     def _producer_ms(self, timecode: int) -> int:
         offset = timecode * self._scale // 1_000_000
-        if not self._relative:
-            return offset
-        if self._start_ms is None:
-            self._fail(
-                "RELATIVE timecodes need x-amzn-producer-start-timestamp", ERROR_PRODUCER_TIMESTAMP
-            )
-        return self._start_ms + offset
+        if self._relative:
+            if self._start_ms is None:
+                self._fail(
+                    "RELATIVE timecodes need x-amzn-producer-start-timestamp",
+                    ERROR_PRODUCER_TIMESTAMP,
+                )
+            offset += self._start_ms
+        if offset > MAX_PRODUCER_MS:
+            self._fail(f"producer timestamp {offset} ms is out of range", ERROR_PRODUCER_TIMESTAMP)
+        return offset
 
     def _append(self, raw: bytes) -> None:
         current = self._open

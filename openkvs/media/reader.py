@@ -29,6 +29,7 @@ from openkvs.mkv.reader import (
     EbmlHeader,
     Element,
     EndOfStream,
+    MkvError,
     MkvReader,
     SegmentStart,
 )
@@ -75,9 +76,18 @@ class MediaFragment:
         return decode_arrays(self.raw, pixel_format)
 
 
-def _ms(seconds: str) -> int:
+def _int(text: str, name: str) -> int:
+    """A decimal AWS tag value; anything else is an MkvError, not a bare ValueError."""
+    try:
+        return int(text)
+    except ValueError:
+        raise MkvError(f"{name} is not a number: {text[:40]!r}") from None
+
+
+def _ms(seconds: str, name: str) -> int:
     whole, _, frac = seconds.partition(".")
-    return int(whole) * 1000 + int((frac + "000")[:3]) * (-1 if whole.startswith("-") else 1)
+    sign = -1 if whole.startswith("-") else 1
+    return _int(whole, name) * 1000 + sign * _int((frac + "000")[:3], name)
 
 
 class FragmentReader:
@@ -165,7 +175,7 @@ class FragmentReader:
         values = dict(pairs)
         if tags.ERROR_ID in values:
             self.error = GetMediaError(
-                int(values[tags.ERROR_ID] or 0),
+                _int(values[tags.ERROR_ID] or "0", tags.ERROR_ID),
                 values.get(tags.ERROR_CODE, ""),
                 values.get(tags.FRAGMENT_NUMBER),
             )
@@ -175,11 +185,11 @@ class FragmentReader:
             if name == tags.FRAGMENT_NUMBER:
                 current.number = value
             elif name == tags.SERVER_TIMESTAMP:
-                current.server_timestamp_ms = _ms(value)
+                current.server_timestamp_ms = _ms(value, name)
             elif name == tags.PRODUCER_TIMESTAMP:
-                current.producer_timestamp_ms = _ms(value)
+                current.producer_timestamp_ms = _ms(value, name)
             elif name == tags.MILLIS_BEHIND_NOW:
-                current.millis_behind_now = int(value)
+                current.millis_behind_now = _int(value, name)
             elif name == tags.CONTINUATION_TOKEN:
                 current.continuation_token = value
             elif not name.startswith(_AWS):

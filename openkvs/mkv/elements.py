@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from openkvs.mkv import ebml
@@ -40,28 +41,42 @@ def parse_tracks(tracks_payload: bytes | memoryview) -> list[TrackEntry]:
     return tracks
 
 
-def parse_simple_tags(tags_payload: bytes | memoryview) -> list[tuple[str, str]]:
-    """Every (TagName, TagString) pair in a Tags payload, nested SimpleTags flattened."""
-    pairs: list[tuple[str, str]] = []
+MAX_SIMPLE_TAG_DEPTH = 16
+"""SimpleTags may nest; producers nest none, and a deeper nest is refused, not recursed into."""
 
-    def simple_tag(payload: memoryview) -> None:
-        name = value = ""
-        for cid, data in ebml.iter_children(payload):
-            if cid == ebml.TAG_NAME:
-                name = ebml.read_str(data)
-            elif cid == ebml.TAG_STRING:
-                value = ebml.read_str(data)
-            elif cid == ebml.SIMPLE_TAG:
-                simple_tag(data)
-        pairs.append((name, value))
 
+def iter_simple_tags(tags_payload: bytes | memoryview) -> Iterator[tuple[str, str]]:
+    """Each (TagName, TagString) pair of a Tags payload, nested SimpleTags flattened.
+
+    A generator, so a Tags element packed with millions of tiny SimpleTags is
+    scanned in constant memory; nesting deeper than ``MAX_SIMPLE_TAG_DEPTH`` is
+    an EbmlError rather than unbounded recursion.
+    """
     for tag_id, tag in ebml.iter_children(tags_payload):
         if tag_id != ebml.TAG:
             continue
         for cid, data in ebml.iter_children(tag):
             if cid == ebml.SIMPLE_TAG:
-                simple_tag(data)
-    return pairs
+                yield from _simple_tag(data, 1)
+
+
+def _simple_tag(payload: memoryview, depth: int) -> Iterator[tuple[str, str]]:
+    if depth > MAX_SIMPLE_TAG_DEPTH:
+        raise ebml.EbmlError(f"SimpleTags nested more than {MAX_SIMPLE_TAG_DEPTH} deep")
+    name = value = ""
+    for cid, data in ebml.iter_children(payload):
+        if cid == ebml.TAG_NAME:
+            name = ebml.read_str(data)
+        elif cid == ebml.TAG_STRING:
+            value = ebml.read_str(data)
+        elif cid == ebml.SIMPLE_TAG:
+            yield from _simple_tag(data, depth + 1)
+    yield name, value
+
+
+def parse_simple_tags(tags_payload: bytes | memoryview) -> list[tuple[str, str]]:
+    """Every (TagName, TagString) pair in a Tags payload, nested SimpleTags flattened."""
+    return list(iter_simple_tags(tags_payload))
 
 
 def parse_block_header(block_payload: bytes | memoryview) -> tuple[int, int, int]:

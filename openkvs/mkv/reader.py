@@ -105,7 +105,10 @@ class MkvReader:
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._eof:
             raise RuntimeError("feed after feed_eof")
-        if self._pos >= _COMPACT_AT and self._pos * 2 >= len(self._buf):
+        # Drop what was read, so the buffer holds at most one element plus 64 KiB and a feed.
+        # After a full drain the unread tail is one partial element, which the next 64 KiB
+        # of progress consumes: no byte is moved twice.
+        if self._pos >= _COMPACT_AT:
             del self._buf[: self._pos]
             self._base += self._pos
             self._pos = 0
@@ -200,7 +203,8 @@ class MkvReader:
         total = header_len + size
         if len(self._buf) - self._pos < total:
             return None
-        raw = bytes(self._buf[self._pos : self._pos + total])
+        with memoryview(self._buf) as view:  # one copy, not a bytearray slice and then bytes
+            raw = bytes(view[self._pos : self._pos + total])
         self._pos += total
         return raw
 

@@ -47,6 +47,13 @@ class Store(Protocol):
     async def read(self, key: str, meta: FragmentMeta) -> Fragment:
         """Read one stored fragment back; raise FragmentGone if it was deleted."""
 
+    def expired(self, key: str) -> FragmentMeta | None:
+        """The newest fragment retention deleted since open: every seq up to its seq is gone.
+
+        GetMedia uses it to tell a reader that fell behind retention from a gap
+        left by a fragment that was numbered but never stored.
+        """
+
     async def truncate_before(self, key: str, server_ms: int) -> int:
         """Delete fragments whose server timestamp is older than ``server_ms``.
 

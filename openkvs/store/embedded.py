@@ -6,6 +6,10 @@ the record format). A fragment is acknowledged only after its record is
 fdatasynced; recovery is the open path and cuts away whatever a crash left
 unacknowledged. All disk work runs in worker threads; the index lives on the
 event loop and is only changed there.
+
+Segments roll at ``segment_bytes`` (64 MiB by default, ``--segment-bytes``):
+retention frees disk a whole segment at a time, so smaller segments free it
+sooner; tests use tiny ones to make retention delete many files.
 """
 
 from __future__ import annotations
@@ -48,7 +52,11 @@ class UnknownStreamError(StoreError):
 
 @dataclass(eq=False)
 class _Stream:
-    """One stream's state; ``lock`` serializes its appends and guards ``writer``."""
+    """One stream's state; ``lock`` serializes its appends and guards ``writer``.
+
+    ``cleanup`` is retention's latest deletion job, ``cleaning`` the newest
+    segment it deletes.
+    """
 
     info: StreamInfo
     directory: str
@@ -56,6 +64,7 @@ class _Stream:
     index: StreamIndex = field(default_factory=StreamIndex)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     cleanup: asyncio.Future[None] | None = None
+    cleaning: int = -1
     deleted: bool = False
 
 
@@ -145,8 +154,9 @@ class EmbeddedStore:
             expected = stream.index.next_seq
             if expected is not None and seq < expected:
                 raise OutOfOrderError(f"seq {seq} after {expected - 1}")
-            if stream.writer.segment is None and stream.cleanup is not None:
-                await asyncio.wait([stream.cleanup])  # it may be deleting a file named like ours
+            cleanup = stream.cleanup
+            if cleanup is not None and not cleanup.done() and seq <= stream.cleaning:
+                await asyncio.wait([cleanup])  # it deletes a file named like one we may create
             job = asyncio.ensure_future(asyncio.to_thread(stream.writer.append, fragment))
             loc, cancelled = await _settle(job)
             stream.index.add(fragment.meta, loc)
@@ -156,6 +166,10 @@ class EmbeddedStore:
     def index(self, key: str) -> list[FragmentMeta]:
         stream = self._streams.get(key)
         return stream.index.metas if stream is not None else []
+
+    def expired(self, key: str) -> FragmentMeta | None:
+        stream = self._streams.get(key)
+        return stream.index.expired if stream is not None else None
 
     async def read(self, key: str, meta: FragmentMeta) -> Fragment:
         """Read with pread in a worker thread, checking the record's CRC and identity.
@@ -177,7 +191,11 @@ class EmbeddedStore:
         return Fragment(stored, header, body)
 
     async def truncate_before(self, key: str, server_ms: int) -> int:
-        """Drop old fragments from the index at once, then delete unused segments off the lock."""
+        """Drop old fragments from the index at once, then delete unused segments off the lock.
+
+        Appends go on meanwhile: the deletion runs in a worker thread and holds
+        no lock, and new segments are named above every segment it deletes.
+        """
         stream = self._streams.get(key)
         if stream is None:
             return 0
@@ -187,11 +205,14 @@ class EmbeddedStore:
             count, unused = stream.index.cut_before(server_ms)
             if not unused:
                 return count
-            fd = stream.writer.detach() if stream.writer.segment in unused else None
+            writer, fd, torn = stream.writer, None, None
+            if writer.segment in unused:
+                torn = writer.end if writer.dirty else None
+                fd = writer.detach()
             job = asyncio.ensure_future(
-                asyncio.to_thread(_delete_segments, stream.directory, unused, fd)
+                asyncio.to_thread(_delete_segments, stream.directory, unused, fd, torn)
             )
-            stream.cleanup = job
+            stream.cleanup, stream.cleaning = job, unused[-1]
         try:
             await asyncio.shield(job)
         except OSError as exc:
@@ -291,9 +312,22 @@ def _cut_tail(stream: _Stream, path: str, segment: int, found: Scan) -> None:
     stream.writer.resume(segment, found)
 
 
-def _delete_segments(directory: str, segments: list[int], fd: int | None) -> None:
+def _delete_segments(directory: str, segments: list[int], fd: int | None, torn: int | None) -> None:
+    """Unlink ``segments``; ``fd`` is the writer's, detached, and ``torn`` the end of its
+    acknowledged records when a failed append left bytes after it.
+
+    A crash midway leaves newer segments beside the last ones not yet deleted;
+    recovery then trusts those as sealed, so a torn tail is cut first.
+    """
     if fd is not None:
-        os.close(fd)
+        try:
+            if torn is not None:
+                os.ftruncate(fd, torn)
+                os.fdatasync(fd)
+        except OSError:
+            pass  # best effort: the segment is about to be deleted anyway
+        finally:
+            os.close(fd)
     for segment in segments:  # oldest first, each unlink durable: a crash leaves a suffix
         try:
             os.unlink(os.path.join(directory, segment_name(segment)))

@@ -21,14 +21,19 @@ def _server_ms(meta: FragmentMeta) -> int:
 
 
 class StreamIndex:
-    """``metas`` is what ``Store.index`` hands out; ``locations`` runs parallel to it."""
+    """``metas`` is what ``Store.index`` hands out; ``locations`` runs parallel to it.
 
-    __slots__ = ("metas", "locations", "segments")
+    ``expired`` is the newest fragment retention cut away (since open): a reader
+    whose next seq is at or below it fell behind retention.
+    """
+
+    __slots__ = ("metas", "locations", "segments", "expired")
 
     def __init__(self) -> None:
         self.metas: list[FragmentMeta] = []
         self.locations: list[Location] = []
         self.segments: list[int] = []
+        self.expired: FragmentMeta | None = None
 
     @property
     def next_seq(self) -> int | None:
@@ -67,6 +72,7 @@ class StreamIndex:
         cut = bisect.bisect_left(self.metas, server_ms, key=_server_ms)
         if cut == 0:
             return 0, []
+        self.expired = self.metas[cut - 1]
         del self.metas[:cut]
         del self.locations[:cut]
         if self.locations:

@@ -13,6 +13,7 @@ class MemoryStore:
         self._streams: dict[str, StreamInfo] = {}
         self._index: dict[str, list[FragmentMeta]] = {}
         self._fragments: dict[str, dict[int, Fragment]] = {}
+        self._expired: dict[str, FragmentMeta] = {}
 
     async def open(self) -> list[StreamInfo]:
         return list(self._streams.values())
@@ -29,6 +30,7 @@ class MemoryStore:
         self._streams.pop(key, None)
         self._index.pop(key, None)
         self._fragments.pop(key, None)
+        self._expired.pop(key, None)
 
     async def append(self, key: str, fragment: Fragment) -> None:
         index = self._index[key]
@@ -46,9 +48,14 @@ class MemoryStore:
         except KeyError:
             raise FragmentGone(f"fragment {meta.number} is gone") from None
 
+    def expired(self, key: str) -> FragmentMeta | None:
+        return self._expired.get(key)
+
     async def truncate_before(self, key: str, server_ms: int) -> int:
         index = self._index.get(key, [])
         cut = bisect.bisect_left([m.server_ms for m in index], server_ms)
+        if cut:
+            self._expired[key] = index[cut - 1]
         for meta in index[:cut]:
             self._fragments[key].pop(meta.seq, None)
         del index[:cut]

@@ -1,0 +1,1 @@
+"""OpenKVS benchmarks: see bench/README.md; run bench/run_all.py."""
