@@ -384,3 +384,19 @@ async def test_sigkill_never_loses_an_acknowledged_fragment(tmp_path: Path) -> N
             )
         await store.close()
     assert len(acked) > 6
+
+
+async def test_a_batch_lands_whole_across_segment_rolls(tmp_path: Path) -> None:
+    store = await opened(tmp_path, segment_bytes=250_000)
+    await store.save_stream(CAM)
+    first = [frag(1, size=1000)]
+    await store.append_batch(CAM.key, first)
+    batch = [frag(seq, size=100_000) for seq in range(2, 9)] + [frag(9, b"header-B", 500)]
+    await store.append_batch(CAM.key, batch)
+    assert len(segments(store)) >= 3
+    await assert_holds(store, first + batch)
+    with pytest.raises(OutOfOrderError):
+        await store.append_batch(CAM.key, [frag(11), frag(10)])
+    store = await reopened(store)
+    await assert_holds(store, first + batch)
+    await store.close()

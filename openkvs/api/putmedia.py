@@ -51,6 +51,10 @@ class Rejected(Exception):
         self.error_id, self.timecode = error_id, timecode
 
 
+MAX_BATCH = 64
+"""Most fragments one group commit takes."""
+
+
 class PutMediaSession:
     """One PutMedia request: reads the body, writes ACKs, persists fragments in order."""
 
@@ -210,15 +214,27 @@ class PutMediaSession:
         self.current = None
 
     async def persist_loop(self) -> None:
-        """Append in order; ACK PERSISTED only after the store returns (fsynced)."""
+        """Append in order; ACK PERSISTED only after the store returns (fsynced).
+
+        Whatever queued up during one append goes into the next as a batch, so
+        the store can make them durable with one fdatasync (group commit).
+        """
         state = self.state
-        while (item := await self.persist_queue.get()) is not None:
-            fragment, timecode = item
+        finished = False
+        while not finished and (item := await self.persist_queue.get()) is not None:
+            batch = [item]
+            while not self.persist_queue.empty() and len(batch) < MAX_BATCH:
+                more = self.persist_queue.get_nowait()
+                if more is None:
+                    finished = True
+                    break
+                batch.append(more)
             try:
-                await self.service.store.append(state.info.key, fragment)
+                await self.service.store.append_batch(state.info.key, [f for f, _ in batch])
             except StoreError as exc:
                 log.error("persist failed", extra={"stream": state.info.name, "error": str(exc)})
-                state.drop_live(fragment.meta.seq)
+                for fragment, _ in batch:
+                    state.drop_live(fragment.meta.seq)
                 self.kick()
                 self.drain()
                 # The producer resends from here (e.g. once disk space returns): these
@@ -226,9 +242,11 @@ class PutMediaSession:
                 # since the failure, so no fragment was received meanwhile.
                 stored = self.service.store.index(state.info.key)
                 state.last_frame_ms = stored[-1].producer_ms if stored else -1
+                fragment, timecode = batch[0]
                 await self.ack("ERROR", timecode, fragment.meta.number, ERROR_PERSIST)
                 return
-            await self.ack("PERSISTED", timecode, fragment.meta.number)
+            for fragment, timecode in batch:
+                await self.ack("PERSISTED", timecode, fragment.meta.number)
 
     def drain(self) -> None:
         """After a failed append nothing later may be stored: withdraw the queued fragments."""

@@ -7,6 +7,7 @@ returns after a write returns only once the write is durable (fsynced).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from openkvs.model import Fragment, FragmentMeta, StreamInfo
@@ -40,6 +41,13 @@ class Store(Protocol):
 
     async def append(self, key: str, fragment: Fragment) -> None:
         """Store a fragment durably. Its seq must be above the stream's last (gaps are fine)."""
+
+    async def append_batch(self, key: str, fragments: Sequence[Fragment]) -> None:
+        """``append`` of several fragments in seq order, all durable when it returns.
+
+        A backend may make them durable together (one fsync); on StoreError any
+        of them may be missing, never a later one without an earlier one.
+        """
 
     def index(self, key: str) -> list[FragmentMeta]:
         """The stream's stored fragments, oldest first (a live view: do not mutate)."""

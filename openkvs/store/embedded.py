@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -139,27 +139,41 @@ class EmbeddedStore:
             raise StoreError(f"cannot delete stream {key}: {exc}") from exc
 
     async def append(self, key: str, fragment: Fragment) -> None:
-        """Write and fdatasync in a worker thread; the index learns of it only then.
+        await self.append_batch(key, [fragment])
 
-        Even if our task is cancelled, the lock is held until the write is over,
-        so the next append never races a write still under way.
+    async def append_batch(self, key: str, fragments: Sequence[Fragment]) -> None:
+        """Write and fdatasync in a worker thread, several fragments per fdatasync.
+
+        The index learns of them only then. Even if our task is cancelled, the lock
+        is held until the write is over, so the next append never races a write
+        still under way.
         """
         stream = self._streams.get(key)
         if stream is None:
             raise UnknownStreamError(f"no stream {key}")
-        seq = fragment.meta.seq
         async with stream.lock:
             if stream.deleted:
                 raise UnknownStreamError(f"stream {key} was deleted")
             expected = stream.index.next_seq
+            seq = fragments[0].meta.seq
             if expected is not None and seq < expected:
                 raise OutOfOrderError(f"seq {seq} after {expected - 1}")
+            if any(
+                a.meta.seq >= b.meta.seq for a, b in zip(fragments, fragments[1:], strict=False)
+            ):
+                raise OutOfOrderError(f"a batch out of order from {seq}")
             cleanup = stream.cleanup
             if cleanup is not None and not cleanup.done() and seq <= stream.cleaning:
                 await asyncio.wait([cleanup])  # it deletes a file named like one we may create
-            job = asyncio.ensure_future(asyncio.to_thread(stream.writer.append, fragment))
-            loc, cancelled = await _settle(job)
-            stream.index.add(fragment.meta, loc)
+            cancelled = False
+            while fragments and not cancelled:
+                job = asyncio.ensure_future(
+                    asyncio.to_thread(stream.writer.append_batch, fragments)
+                )
+                locations, cancelled = await _settle(job)
+                for fragment, loc in zip(fragments, locations, strict=False):
+                    stream.index.add(fragment.meta, loc)
+                fragments = fragments[len(locations) :]
         if cancelled:
             raise asyncio.CancelledError
 

@@ -301,25 +301,34 @@ class SegmentWriter:
 
     def append(self, fragment: Fragment) -> Location:
         """Write and fdatasync one record; StoreError (and no trace on disk) if that fails."""
-        seq = fragment.meta.seq
+        return self.append_batch([fragment])[0]
+
+    def append_batch(self, fragments: Sequence[Fragment]) -> list[Location]:
+        """Write a prefix of ``fragments`` with one fdatasync (group commit); their Locations.
+
+        The batch stops where the segment must roll, so a failure cuts back one file
+        only: StoreError then means none of the batch is stored.
+        """
+        first = fragments[0].meta.seq
         try:
-            if self.dirty:
-                self._cut_back()
-            if (
-                self.segment is None
-                or self.end >= self.limit
-                or (self.end == 0 and self.segment != seq)
-            ):
-                self._roll(seq)
-            elif self.fd is None:
-                self.fd = os.open(self.path(self.segment), os.O_RDWR)
+            self._prepare(first)
         except OSError as exc:
-            raise StoreError(f"cannot append fragment {seq}: {exc}") from exc
+            raise StoreError(f"cannot append fragment {first}: {exc}") from exc
         assert self.fd is not None and self.segment is not None
-        same = self.header is not None and self.header == fragment.header
-        buffers, length = encode(fragment, same)
+        locations: list[Location] = []
+        end, header, header_at = self.end, self.header, self.header_at
         try:
-            write_all(self.fd, buffers, self.end)
+            for fragment in fragments:
+                if locations and end >= self.limit:
+                    break
+                same = header is not None and header == fragment.header
+                buffers, length = encode(fragment, same)
+                write_all(self.fd, buffers, end)
+                if not same:
+                    header, header_at = fragment.header, end + PREFIX
+                assert header is not None
+                locations.append(Location(self.segment, end, length, header_at, len(header)))
+                end += length
             os.fdatasync(self.fd)
         except OSError as exc:
             self.dirty = True
@@ -327,13 +336,22 @@ class SegmentWriter:
                 self._cut_back()
             except OSError:
                 pass  # retried before the next append
-            raise StoreError(f"cannot append fragment {seq}: {exc}") from exc
-        if not same:
-            self.header, self.header_at = fragment.header, self.end + PREFIX
-        assert self.header is not None
-        loc = Location(self.segment, self.end, length, self.header_at, len(self.header))
-        self.end += length
-        return loc
+            raise StoreError(f"cannot append fragments from {first}: {exc}") from exc
+        self.end, self.header, self.header_at = end, header, header_at
+        return locations
+
+    def _prepare(self, seq: int) -> None:
+        """Open or roll to the segment the next record goes in."""
+        if self.dirty:
+            self._cut_back()
+        if (
+            self.segment is None
+            or self.end >= self.limit
+            or (self.end == 0 and self.segment != seq)
+        ):
+            self._roll(seq)
+        elif self.fd is None:
+            self.fd = os.open(self.path(self.segment), os.O_RDWR)
 
     def _cut_back(self) -> None:
         assert self.fd is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 
 from openkvs.model import Fragment, FragmentMeta, StreamInfo
 from openkvs.store.base import FragmentGone, OutOfOrderError
@@ -38,6 +39,10 @@ class MemoryStore:
             raise OutOfOrderError(f"seq {fragment.meta.seq} after {index[-1].seq}")
         index.append(fragment.meta)
         self._fragments[key][fragment.meta.seq] = fragment
+
+    async def append_batch(self, key: str, fragments: Sequence[Fragment]) -> None:
+        for fragment in fragments:
+            await self.append(key, fragment)
 
     def index(self, key: str) -> list[FragmentMeta]:
         return self._index.get(key, [])
