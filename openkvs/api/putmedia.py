@@ -74,6 +74,7 @@ class PutMediaSession:
         self.current: FragmentNumber | None = None
         self.duplicate: FragmentMeta | None = None
         self.kicked: int | None = None
+        self.stopping = False
         self.reading: asyncio.Task[None] | None = None
         self.finished = asyncio.Event()
         self.errored = False
@@ -103,7 +104,7 @@ class PutMediaSession:
 
     def kick(self, error_id: int | None = None) -> None:
         """Stop reading (a newer PutMedia took over, the stream was deleted, shutdown)."""
-        self.kicked = error_id
+        self.kicked, self.stopping = error_id, True
         if self.reading is not None:
             self.reading.cancel()
 
@@ -169,6 +170,10 @@ class PutMediaSession:
 
     async def handle(self, events: list[FragmenterEvent]) -> None:
         for event in events:
+            if self.stopping:
+                # Python 3.11's wait_for can swallow the cancel of a kick: nothing read
+                # after it may count (a failed persist reset the stream's last timecode).
+                raise asyncio.CancelledError
             if isinstance(event, FragmentBegun):
                 await self.begun(event)
             else:
