@@ -67,8 +67,9 @@ class LiveReader(threading.Thread):
         import time
 
         body = self.response["Payload"]
+        read = body._raw_stream.read1  # what has arrived, not a full 64 KiB
         try:
-            while piece := body.read(65536):
+            while piece := read(65536):
                 self.data += piece
                 self.arrivals.append((time.monotonic(), len(self.data)))
         except Exception as exc:  # the server went away (e.g. killed at teardown)

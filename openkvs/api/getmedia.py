@@ -17,14 +17,15 @@ from aiohttp import web
 from openkvs.api.http import id_headers, read_json
 from openkvs.api.validate import Validator
 from openkvs.clock import now_ms
+from openkvs.config import Config
 from openkvs.errors import (
     ClientLimitExceededException,
     ConnectionLimitExceededException,
     InvalidArgumentException,
 )
-from openkvs.getmedia.chunk import chunk_parts, not_found_chunk
+from openkvs.getmedia.chunk import chunk_head, chunk_parts, chunk_tail, not_found_chunk
 from openkvs.live.limits import Pacer, admit
-from openkvs.live.state import StreamState
+from openkvs.live.state import GrowingFragment, StreamState
 from openkvs.model import FragmentMeta, FragmentNumber
 from openkvs.store.base import FragmentGone
 
@@ -176,6 +177,15 @@ async def serve_fragments(
             seq = expired.seq + 1
             continue
         meta = state.first_from(seq)
+        growing = state.growing
+        if growing is not None and growing.seq == seq and (meta is None or meta.seq >= seq):
+            try:
+                await send_growing(state, request, response, growing, pacer, config)
+            except TimeoutError:
+                raise _stopped_reading(request) from None
+            seq = growing.seq + 1
+            idle_until = time.monotonic() + config.getmedia_idle_timeout_s
+            continue
         if meta is None or meta.seq > state.last_completed_seq:
             left = idle_until - time.monotonic()
             transport = request.transport
@@ -186,11 +196,56 @@ async def serve_fragments(
         seq = meta.seq + 1
         try:
             await send_fragment(state, response, meta, pacer, config.getmedia_idle_timeout_s)
-        except TimeoutError:  # a reader that takes nothing for that long would keep its slot
-            if request.transport is not None:
-                request.transport.abort()
-            raise ConnectionError("the reader stopped reading") from None
+        except TimeoutError:
+            raise _stopped_reading(request) from None
         idle_until = time.monotonic() + config.getmedia_idle_timeout_s
+
+
+def _stopped_reading(request: web.Request) -> ConnectionError:
+    """A reader that takes nothing for the idle timeout would keep its slot: drop it."""
+    if request.transport is not None:
+        request.transport.abort()
+    return ConnectionError("the reader stopped reading")
+
+
+async def send_growing(
+    state: StreamState,
+    request: web.Request,
+    response: web.StreamResponse,
+    growing: GrowingFragment,
+    pacer: Pacer,
+    config: Config,
+) -> None:
+    """Forward a fragment while it arrives: head at once, elements as they come, tail at the end.
+
+    A reader at the live edge then gets each frame as soon as the server has it,
+    and its last byte right after the fragment completes. If the fragment is never
+    stored, the half-sent chunk must not stand: the connection is aborted and the
+    reader resumes from its last complete fragment.
+    """
+    timeout = config.getmedia_idle_timeout_s
+    head = chunk_head(growing.header, growing.number, growing.server_ms, growing.producer_ms)
+    async with asyncio.timeout(timeout):
+        await response.write(head)
+    sent = 0
+    while True:
+        parts = growing.parts
+        while sent < len(parts):
+            async with asyncio.timeout(timeout):
+                await response.write(parts[sent])
+            await pacer.spend(len(parts[sent]))
+            sent += 1
+        if growing.complete:
+            break
+        transport = request.transport
+        if growing.failed or state.closed or transport is None or transport.is_closing():
+            if transport is not None:
+                transport.abort()
+            raise ConnectionError("the fragment being forwarded was not stored")
+        await state.wait(HANGUP_CHECK_S)
+    tail = chunk_tail(growing.number, growing.server_ms, now_ms())
+    async with asyncio.timeout(timeout):
+        await response.write(tail)
 
 
 async def send_fragment(

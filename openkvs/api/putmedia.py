@@ -29,7 +29,7 @@ from openkvs.ingest.fragmenter import (
     FragmenterEvent,
 )
 from openkvs.live.limits import Pacer, admit
-from openkvs.live.state import StreamState
+from openkvs.live.state import GrowingFragment, StreamState
 from openkvs.model import Fragment, FragmentMeta, FragmentNumber
 from openkvs.store.base import StoreError
 
@@ -75,6 +75,7 @@ class PutMediaSession:
         self.duplicate: FragmentMeta | None = None
         self.kicked: int | None = None
         self.stopping = False
+        self.growing: GrowingFragment | None = None
         self.reading: asyncio.Task[None] | None = None
         self.finished = asyncio.Event()
         self.errored = False
@@ -163,6 +164,8 @@ class PutMediaSession:
             fragmenter = self.fragmenter
             events = fragmenter.feed(data, now_ms()) if data else fragmenter.feed_eof(now_ms())
             await self.handle(events)
+            if self.growing is not None:
+                self.state.notify()  # more of the growing fragment for live readers
             if (error := fragmenter.error) is not None:
                 raise Rejected(str(error), error.error_id, error.timecode)
             if not data:
@@ -195,7 +198,31 @@ class PutMediaSession:
         else:
             self.duplicate = None
             self.current = state.allocate(event.server_ms)
+            self.publish_growing(event)
         await self.ack("BUFFERING", event.timecode, self.current)
+
+    def publish_growing(self, event: FragmentBegun) -> None:
+        """Let readers at the live edge forward this fragment while it arrives."""
+        opened = self.fragmenter.open_fragment()
+        if opened is None or self.current is None:
+            return
+        header, parts = opened
+        number = self.current
+        self.growing = self.state.growing = GrowingFragment(
+            number.seq, str(number), event.server_ms, event.producer_ms, header, parts
+        )
+        self.state.notify()
+
+    def end_growing(self, complete: bool) -> None:
+        """The growing fragment is final (and about to be live) or will never be stored."""
+        growing, self.growing = self.growing, None
+        if growing is None:
+            return
+        growing.complete, growing.failed = complete, not complete
+        if self.state.growing is growing:
+            self.state.growing = None
+        if not complete:
+            self.state.notify()
 
     async def done(self, event: FragmentDone) -> None:
         number, state = self.current, self.state
@@ -206,6 +233,7 @@ class PutMediaSession:
                 await self.ack("PERSISTED", event.timecode, number)
             return
         state.last_frame_ms = event.last_frame_ms
+        self.end_growing(complete=True)
         meta = FragmentMeta(
             number, event.server_ms, event.producer_ms, event.duration_ms, len(event.body)
         )
@@ -314,6 +342,7 @@ async def put_media(service: MediaService, request: web.Request) -> web.StreamRe
         else:
             await session.run()
     finally:
+        session.end_growing(complete=False)
         if state.publisher is session:
             state.publisher = None
         session.finished.set()

@@ -58,18 +58,26 @@ def seconds(ms: int) -> str:
 def chunk_parts(fragment: Fragment, now_ms: int) -> tuple[bytes, bytes, bytes]:
     """``(head, body, tail)``: header + AWS tags, the fragment as sent, trailing AWS tags."""
     meta = fragment.meta
-    number = str(meta.number)
-    head = fragment.header + tags_element(
+    head = chunk_head(fragment.header, str(meta.number), meta.server_ms, meta.producer_ms)
+    return head, fragment.body, chunk_tail(str(meta.number), meta.server_ms, now_ms)
+
+
+def chunk_head(header: bytes, number: str, server_ms: int, producer_ms: int) -> bytes:
+    """What a chunk starts with; known as soon as the fragment's first Cluster bytes are."""
+    return header + tags_element(
         [
             (FRAGMENT_NUMBER, number),
-            (SERVER_TIMESTAMP, seconds(meta.server_ms)),
-            (PRODUCER_TIMESTAMP, seconds(meta.producer_ms)),
+            (SERVER_TIMESTAMP, seconds(server_ms)),
+            (PRODUCER_TIMESTAMP, seconds(producer_ms)),
         ]
     )
-    tail = tags_element(
-        [(MILLIS_BEHIND_NOW, str(max(0, now_ms - meta.server_ms))), (CONTINUATION_TOKEN, number)]
+
+
+def chunk_tail(number: str, server_ms: int, now_ms: int) -> bytes:
+    """What a chunk ends with, once the fragment is complete."""
+    return tags_element(
+        [(MILLIS_BEHIND_NOW, str(max(0, now_ms - server_ms))), (CONTINUATION_TOKEN, number)]
     )
-    return head, fragment.body, tail
 
 
 def not_found_chunk(number: FragmentNumber | str) -> bytes:

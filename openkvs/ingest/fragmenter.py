@@ -127,6 +127,17 @@ class Fragmenter:
         self._completed = 0
         self.error: FragmentError | None = None
 
+    def open_fragment(self) -> tuple[bytes, list[bytes]] | None:
+        """The header and the growing list of raw parts of the fragment in progress.
+
+        The list is the fragmenter's own: it grows as elements arrive and is final
+        once the fragment is done, so a live reader can forward it as it grows.
+        """
+        current = self._open
+        if current is None or self._headers is None:
+            return None
+        return (self._headers[0] if self._completed == 0 else self._headers[1]), current.parts
+
     @property
     def timecode(self) -> int | None:
         """Timecode of the fragment in progress (for an ERROR ack), if known."""

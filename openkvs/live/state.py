@@ -11,12 +11,32 @@ import asyncio
 import bisect
 import time
 from collections import deque
+from dataclasses import dataclass
 
 from openkvs.model import Fragment, FragmentMeta, FragmentNumber, StreamInfo
 from openkvs.store.base import Store
 
 _KEEP_PERSISTED = 8
 _KEEP_PERSISTED_BYTES = 64 << 20
+
+
+@dataclass(eq=False)
+class GrowingFragment:
+    """The fragment a PutMedia is receiving now, for readers at the live edge.
+
+    ``parts`` grows as elements arrive (the fragmenter's own list); ``complete``
+    means it is final and the fragment is in ``live``; ``failed`` means it will
+    never be stored (the producer went away or was refused).
+    """
+
+    seq: int
+    number: str
+    server_ms: int
+    producer_ms: int
+    header: bytes
+    parts: list[bytes]
+    complete: bool = False
+    failed: bool = False
 
 
 def _seq(meta: FragmentMeta) -> int:
@@ -36,6 +56,7 @@ class StreamState:
         self.live: list[Fragment] = []
         self.live_bytes = 0
         self.publisher: object | None = None
+        self.growing: GrowingFragment | None = None
         self.readers = 0
         self.get_calls: deque[float] = deque()
         self.put_calls: deque[float] = deque()
