@@ -32,7 +32,6 @@ from openkvs.store.base import FragmentGone
 if TYPE_CHECKING:
     from openkvs.api.media import MediaService
 
-HANGUP_CHECK_S = 0.25
 VALIDATOR = Validator("kinesis-video-media")
 SELECTOR_TYPES = (
     "FRAGMENT_NUMBER",
@@ -191,11 +190,13 @@ async def serve_fragments(
             transport = request.transport
             if left <= 0 or transport is None or transport.is_closing():
                 return
-            await state.wait(min(left, HANGUP_CHECK_S))
+            await state.wait()
             continue
         seq = meta.seq + 1
         try:
-            await send_fragment(state, response, meta, pacer, config.getmedia_idle_timeout_s)
+            await send_fragment(
+                state, request, response, meta, pacer, config.getmedia_idle_timeout_s
+            )
         except TimeoutError:
             raise _stopped_reading(request) from None
         idle_until = time.monotonic() + config.getmedia_idle_timeout_s
@@ -225,14 +226,12 @@ async def send_growing(
     """
     timeout = config.getmedia_idle_timeout_s
     head = chunk_head(growing.header, growing.number, growing.server_ms, growing.producer_ms)
-    async with asyncio.timeout(timeout):
-        await response.write(head)
+    await write(request, response, head, timeout)
     sent = 0
     while True:
         parts = growing.parts
         while sent < len(parts):
-            async with asyncio.timeout(timeout):
-                await response.write(parts[sent])
+            await write(request, response, parts[sent], timeout)
             await pacer.spend(len(parts[sent]))
             sent += 1
         if growing.complete:
@@ -242,14 +241,31 @@ async def send_growing(
             if transport is not None:
                 transport.abort()
             raise ConnectionError("the fragment being forwarded was not stored")
-        await state.wait(HANGUP_CHECK_S)
-    tail = chunk_tail(growing.number, growing.server_ms, now_ms())
+        await state.wait()
+    await write(request, response, chunk_tail(growing.number, growing.server_ms, now_ms()), timeout)
+
+
+async def write(
+    request: web.Request, response: web.StreamResponse, data: bytes, timeout: float
+) -> None:
+    """Write, giving up (TimeoutError) if the reader takes nothing for ``timeout`` seconds.
+
+    A write that fits under the transport's high-water mark cannot wait for the
+    reader, so it skips the timer: live readers write every frame.
+    """
+    transport = request.transport
+    if transport is not None:
+        room = transport.get_write_buffer_limits()[1] - transport.get_write_buffer_size()
+        if len(data) + 64 <= room:
+            await response.write(data)
+            return
     async with asyncio.timeout(timeout):
-        await response.write(tail)
+        await response.write(data)
 
 
 async def send_fragment(
     state: StreamState,
+    request: web.Request,
     response: web.StreamResponse,
     meta: FragmentMeta,
     pacer: Pacer,
@@ -261,8 +277,7 @@ async def send_fragment(
         await response.write(not_found_chunk(meta.number))
         return
     for part in chunk_parts(fragment, now_ms()):
-        async with asyncio.timeout(write_timeout):
-            await response.write(part)
+        await write(request, response, part, write_timeout)
     await pacer.spend(meta.size)
 
 

@@ -17,6 +17,7 @@ from openkvs.model import Fragment, FragmentMeta, FragmentNumber, StreamInfo
 from openkvs.store.base import Store
 
 _KEEP_PERSISTED = 8
+TICK_S = 0.25
 _KEEP_PERSISTED_BYTES = 64 << 20
 
 
@@ -62,6 +63,8 @@ class StreamState:
         self.put_calls: deque[float] = deque()
         self.closed = False
         self._changed = asyncio.Event()
+        self._ticker: asyncio.TimerHandle | None = None
+        self._waiters = 0
 
     @property
     def persistent(self) -> bool:
@@ -114,14 +117,25 @@ class StreamState:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait for a new fragment (or closing); False on timeout."""
-        changed = self._changed
+    async def wait(self) -> None:
+        """Until a fragment arrives or grows, or the stream closes; at most about TICK_S.
+
+        One timer per stream wakes every waiter each tick to re-check its own
+        deadlines (idle timeout, hang-up), instead of a timer per waiter: a
+        thousand live readers would otherwise cost a thousand timers per frame.
+        """
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().call_later(TICK_S, self._tick)
+        self._waiters += 1
         try:
-            await asyncio.wait_for(changed.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+            await self._changed.wait()
+        finally:
+            self._waiters -= 1
+
+    def _tick(self) -> None:
+        self._ticker = None
+        if self._waiters:
+            self.notify()
 
     def close(self) -> None:
         self.closed = True
@@ -177,4 +191,3 @@ class StreamState:
         if i < len(self.live) and self.live[i].meta.seq == meta.seq:
             return self.live[i]
         return await self.store.read(self.info.key, meta)
-
