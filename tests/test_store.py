@@ -400,3 +400,16 @@ async def test_a_batch_lands_whole_across_segment_rolls(tmp_path: Path) -> None:
     store = await reopened(store)
     await assert_holds(store, first + batch)
     await store.close()
+
+
+async def test_a_batch_read_returns_each_fragment_or_gone(tmp_path: Path) -> None:
+    store = await opened(tmp_path, segment_bytes=250_000)
+    await store.save_stream(CAM)
+    fragments = [frag(seq, size=100_000) for seq in range(1, 7)]
+    await store.append_batch(CAM.key, fragments)
+    metas = [f.meta for f in fragments]
+    assert await store.read_batch(CAM.key, metas) == fragments
+    await store.truncate_before(CAM.key, fragments[3].meta.server_ms)
+    with pytest.raises(FragmentGone):
+        await store.read_batch(CAM.key, metas)
+    await store.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,13 +27,15 @@ from openkvs.errors import (
 from openkvs.getmedia.chunk import chunk_head, chunk_parts, chunk_tail, not_found_chunk
 from openkvs.live.limits import Pacer, admit
 from openkvs.live.state import GrowingFragment, StreamState
-from openkvs.model import FragmentMeta, FragmentNumber
+from openkvs.model import Fragment, FragmentMeta, FragmentNumber
 from openkvs.store.base import FragmentGone
 
 if TYPE_CHECKING:
     from openkvs.api.media import MediaService
 
 VALIDATOR = Validator("kinesis-video-media")
+READ_AHEAD_BYTES = 4 << 20
+READ_AHEAD_FRAGMENTS = 64
 SELECTOR_TYPES = (
     "FRAGMENT_NUMBER",
     "SERVER_TIMESTAMP",
@@ -168,6 +171,7 @@ async def serve_fragments(
     config = service.config
     pacer = Pacer(config.getmedia_max_bytes_per_second if config.rate_limits else 0)
     idle_until = time.monotonic() + config.getmedia_idle_timeout_s
+    ready: deque[Fragment] = deque()  # read ahead from the store, in seq order
     while not state.closed and not service.closing:
         expired = service.store.expired(state.info.key)
         if expired is not None and seq <= expired.seq:
@@ -193,9 +197,14 @@ async def serve_fragments(
             await state.wait()
             continue
         seq = meta.seq + 1
+        if not ready or ready[0].meta.seq != meta.seq:
+            ready = deque(await read_run(state, meta))
         try:
-            await send_fragment(
-                state, request, response, meta, pacer, config.getmedia_idle_timeout_s
+            if not ready:
+                await response.write(not_found_chunk(meta.number))
+                continue
+            await send_chunk(
+                request, response, ready.popleft(), pacer, config.getmedia_idle_timeout_s
             )
         except TimeoutError:
             raise _stopped_reading(request) from None
@@ -263,22 +272,40 @@ async def write(
         await response.write(data)
 
 
-async def send_fragment(
-    state: StreamState,
+async def read_run(state: StreamState, first: FragmentMeta) -> list[Fragment]:
+    """``first`` and the completed fragments after it, up to READ_AHEAD_BYTES, in one read.
+
+    A reader catching up would otherwise pay one trip to the disk thread per
+    fragment, which dominates with small fragments. Empty if ``first`` is gone.
+    """
+    metas, size = [first], first.size
+    while size < READ_AHEAD_BYTES and len(metas) < READ_AHEAD_FRAGMENTS:
+        following = state.first_from(metas[-1].seq + 1)
+        if following is None or following.seq > state.last_completed_seq:
+            break
+        metas.append(following)
+        size += following.size
+    try:
+        return await state.fetch_batch(metas)
+    except FragmentGone:
+        if len(metas) == 1:
+            return []
+    try:
+        return await state.fetch_batch([first])  # a later one went: the rest is retried then
+    except FragmentGone:
+        return []
+
+
+async def send_chunk(
     request: web.Request,
     response: web.StreamResponse,
-    meta: FragmentMeta,
+    fragment: Fragment,
     pacer: Pacer,
     write_timeout: float,
 ) -> None:
-    try:
-        fragment = await state.fetch(meta)
-    except FragmentGone:
-        await response.write(not_found_chunk(meta.number))
-        return
     for part in chunk_parts(fragment, now_ms()):
         await write(request, response, part, write_timeout)
-    await pacer.spend(meta.size)
+    await pacer.spend(fragment.meta.size)
 
 
 __all__ = ["get_media"]

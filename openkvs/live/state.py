@@ -187,7 +187,17 @@ class StreamState:
         return meta if meta is not None and meta.producer_ms == producer_ms else None
 
     async def fetch(self, meta: FragmentMeta) -> Fragment:
-        i = bisect.bisect_left(self.live, meta.seq, key=lambda f: f.meta.seq)
-        if i < len(self.live) and self.live[i].meta.seq == meta.seq:
-            return self.live[i]
-        return await self.store.read(self.info.key, meta)
+        return (await self.fetch_batch([meta]))[0]
+
+    async def fetch_batch(self, metas: list[FragmentMeta]) -> list[Fragment]:
+        """The fragments from memory where they still are, the rest in one store read."""
+        found: dict[int, Fragment] = {}
+        for meta in metas:
+            i = bisect.bisect_left(self.live, meta.seq, key=lambda f: f.meta.seq)
+            if i < len(self.live) and self.live[i].meta.seq == meta.seq:
+                found[meta.seq] = self.live[i]
+        missing = [meta for meta in metas if meta.seq not in found]
+        if missing:
+            for fragment in await self.store.read_batch(self.info.key, missing):
+                found[fragment.meta.seq] = fragment
+        return [found[meta.seq] for meta in metas]

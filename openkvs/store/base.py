@@ -55,6 +55,10 @@ class Store(Protocol):
     async def read(self, key: str, meta: FragmentMeta) -> Fragment:
         """Read one stored fragment back; raise FragmentGone if it was deleted."""
 
+    async def read_batch(self, key: str, metas: Sequence[FragmentMeta]) -> list[Fragment]:
+        """``read`` of several fragments at once (one trip to the disk thread); FragmentGone
+        if any of them is gone."""
+
     def expired(self, key: str) -> FragmentMeta | None:
         """The newest fragment retention deleted since open: every seq up to its seq is gone.
 

@@ -28,6 +28,7 @@ from openkvs.model import Fragment, FragmentMeta, StreamInfo
 from openkvs.store.base import FragmentGone, OutOfOrderError, StoreError
 from openkvs.store.index import StreamIndex
 from openkvs.store.log import (
+    Location,
     Scan,
     SegmentWriter,
     atomic_write,
@@ -186,23 +187,31 @@ class EmbeddedStore:
         return stream.index.expired if stream is not None else None
 
     async def read(self, key: str, meta: FragmentMeta) -> Fragment:
-        """Read with pread in a worker thread, checking the record's CRC and identity.
+        return (await self.read_batch(key, [meta]))[0]
+
+    async def read_batch(self, key: str, metas: Sequence[FragmentMeta]) -> list[Fragment]:
+        """Read with pread in one worker-thread trip, checking each record's CRC and identity.
 
         A segment deleted (or replaced) under us means the fragment is gone.
         """
         stream = self._streams.get(key)
-        found = stream.index.locate(meta) if stream is not None else None
-        if stream is None or found is None:
-            raise FragmentGone(f"fragment {meta.number} is gone")
-        stored, loc = found
-        path = os.path.join(stream.directory, segment_name(loc.segment))
+        jobs: list[tuple[str, Location, FragmentMeta]] = []
+        for meta in metas:
+            found = stream.index.locate(meta) if stream is not None else None
+            if stream is None or found is None:
+                raise FragmentGone(f"fragment {meta.number} is gone")
+            stored, loc = found
+            jobs.append((os.path.join(stream.directory, segment_name(loc.segment)), loc, stored))
         try:
-            header, body = await asyncio.to_thread(read_fragment, path, loc, stored)
+            parts = await asyncio.to_thread(_read_all, jobs)
         except (FileNotFoundError, LookupError):
-            raise FragmentGone(f"fragment {meta.number} is gone") from None
+            raise FragmentGone(f"a fragment from {metas[0].number} on is gone") from None
         except OSError as exc:
-            raise StoreError(f"cannot read fragment {meta.number}: {exc}") from exc
-        return Fragment(stored, header, body)
+            raise StoreError(f"cannot read fragment {metas[0].number}: {exc}") from exc
+        return [
+            Fragment(stored, header, body)
+            for (_, _, stored), (header, body) in zip(jobs, parts, strict=True)
+        ]
 
     async def truncate_before(self, key: str, server_ms: int) -> int:
         """Drop old fragments from the index at once, then delete unused segments off the lock.
@@ -294,6 +303,10 @@ class EmbeddedStore:
             elif not found.records:
                 os.unlink(path)
         return stream
+
+
+def _read_all(jobs: list[tuple[str, Location, FragmentMeta]]) -> list[tuple[bytes, bytes]]:
+    return [read_fragment(path, loc, meta) for path, loc, meta in jobs]
 
 
 def _segments(directory: str) -> Iterable[int]:

@@ -53,6 +53,9 @@ class MemoryStore:
         except KeyError:
             raise FragmentGone(f"fragment {meta.number} is gone") from None
 
+    async def read_batch(self, key: str, metas: Sequence[FragmentMeta]) -> list[Fragment]:
+        return [await self.read(key, meta) for meta in metas]
+
     def expired(self, key: str) -> FragmentMeta | None:
         return self._expired.get(key)
 
