@@ -179,9 +179,8 @@ async def serve_fragments(
             await response.write(not_found_chunk(expired.number))
             seq = expired.seq + 1
             continue
-        meta = state.first_from(seq)
         growing = state.growing
-        if growing is not None and growing.seq == seq and (meta is None or meta.seq >= seq):
+        if growing is not None and growing.seq == seq:
             try:
                 await send_growing(state, request, response, growing, pacer, config)
             except TimeoutError:
@@ -189,6 +188,7 @@ async def serve_fragments(
             seq = growing.seq + 1
             idle_until = time.monotonic() + config.getmedia_idle_timeout_s
             continue
+        meta = state.first_from(seq)
         if meta is None or meta.seq > state.last_completed_seq:
             left = idle_until - time.monotonic()
             transport = request.transport
