@@ -234,14 +234,18 @@ async def send_growing(
     reader resumes from its last complete fragment.
     """
     timeout = config.getmedia_idle_timeout_s
-    head = chunk_head(growing.header, growing.number, growing.server_ms, growing.producer_ms)
-    await write(request, response, head, timeout)
+    if not growing.head:
+        growing.head = chunk_head(
+            growing.header, growing.number, growing.server_ms, growing.producer_ms
+        )
+    await write(request, response, growing.head, timeout)
     sent = 0
     while True:
         parts = growing.parts
         while sent < len(parts):
             await write(request, response, parts[sent], timeout)
-            await pacer.spend(len(parts[sent]))
+            if pacer.rate > 0:
+                await pacer.spend(len(parts[sent]))
             sent += 1
         if growing.complete:
             break
@@ -251,7 +255,10 @@ async def send_growing(
                 transport.abort()
             raise ConnectionError("the fragment being forwarded was not stored")
         await state.wait()
-    await write(request, response, chunk_tail(growing.number, growing.server_ms, now_ms()), timeout)
+    now = now_ms()
+    if growing.tail is None or growing.tail[0] != now:
+        growing.tail = (now, chunk_tail(growing.number, growing.server_ms, now))
+    await write(request, response, growing.tail[1], timeout)
 
 
 async def write(

@@ -38,6 +38,9 @@ class GrowingFragment:
     parts: list[bytes]
     complete: bool = False
     failed: bool = False
+    head: bytes = b""
+    tail: tuple[int, bytes] | None = None
+    """Chunk bytes every reader sends alike, built by the first (the tail per millisecond)."""
 
 
 def _seq(meta: FragmentMeta) -> int:
