@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import threading
@@ -22,18 +23,8 @@ def stored_frames(server, name: str, tmp_path: Path) -> list[tuple[str, float]]:
     out = tmp_path / f"{name}.mkv"
     with open(out, "wb") as file:
         payload = get_media(server, name, {"StartSelectorType": "EARLIEST"})
-        write_mkv(iter_fragments(_Bytes(payload)), file)
+        write_mkv(iter_fragments(io.BytesIO(payload)), file)
     return probe_frames(out)
-
-
-class _Bytes:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.offset = data, 0
-
-    def read(self, amt: int = -1) -> bytes:
-        piece = self.data[self.offset : self.offset + amt]
-        self.offset += len(piece)
-        return piece
 
 
 def test_ack_parser_handles_split_merged_and_prefixed_acks() -> None:

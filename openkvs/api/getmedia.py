@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from openkvs.api.media import MediaService
 
 VALIDATOR = Validator("kinesis-video-media")
+CHUNK_FRAMING = 64  # more than the chunked encoding adds around one write
 READ_AHEAD_BYTES = 4 << 20
 READ_AHEAD_FRAGMENTS = 64
 SELECTOR_TYPES = (
@@ -272,7 +273,7 @@ async def write(
     transport = request.transport
     if transport is not None:
         room = transport.get_write_buffer_limits()[1] - transport.get_write_buffer_size()
-        if len(data) + 64 <= room:
+        if len(data) + CHUNK_FRAMING <= room:
             await response.write(data)
             return
     async with asyncio.timeout(timeout):

@@ -9,16 +9,21 @@ from typing import Any
 import botocore.session
 from botocore.config import Config as BotoConfig
 
+from openkvs.credentials import resolve
+
 DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
 
 
 def make_client(service: str, endpoint: str) -> Any:
     """A botocore client; development credentials when none are configured."""
     session = botocore.session.get_session()
+    credentials, development, region = resolve(session)
     keys: dict[str, str] = {}
-    if session.get_credentials() is None:
-        keys = {"aws_access_key_id": "openkvs", "aws_secret_access_key": "openkvs"}
-    region = session.get_config_variable("region") or "us-west-2"
+    if development:
+        keys = {
+            "aws_access_key_id": credentials.access_key,
+            "aws_secret_access_key": credentials.secret_key,
+        }
     return session.create_client(
         service,
         endpoint_url=endpoint,

@@ -18,9 +18,9 @@ import aiohttp
 import botocore.session
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from openkvs import __version__
+from openkvs.credentials import resolve
 from openkvs.producer.acks import Ack, AckError, AckParser
 from openkvs.producer.outbox import Outbox, OutgoingFragment, Summary
 from openkvs.producer.source import InputError, InputFragment, Source, read_fragments
@@ -46,17 +46,6 @@ class ProducerError(Exception):
     def __init__(self, message: str, summary: Summary, code: str | None = None) -> None:
         super().__init__(message)
         self.summary, self.code = summary, code
-
-
-def resolve_credentials(
-    access_key: str | None, secret_key: str | None, token: str | None
-) -> tuple[Credentials, str | None]:
-    """Explicit keys, else botocore's chain, else development keys (any key works unsigned)."""
-    session = botocore.session.get_session()
-    if access_key and secret_key:
-        return Credentials(access_key, secret_key, token), session.get_config_variable("region")
-    found = session.get_credentials()
-    return found or Credentials("openkvs", "openkvs"), session.get_config_variable("region")
 
 
 class Producer:
@@ -88,10 +77,13 @@ class Producer:
     ) -> None:
         self.url = endpoint_url.rstrip("/") + "/putMedia"
         self.stream_name = stream_name
-        credentials, region = resolve_credentials(
-            aws_access_key_id, aws_secret_access_key, aws_session_token
+        credentials, _, region = resolve(
+            botocore.session.get_session(),
+            aws_access_key_id,
+            aws_secret_access_key,
+            aws_session_token,
         )
-        self._signer = SigV4Auth(credentials, "kinesisvideo", region_name or region or "us-west-2")
+        self._signer = SigV4Auth(credentials, "kinesisvideo", region_name or region)
         self.timecode_type = timecode_type
         self.start_timestamp = producer_start_timestamp
         self.realtime = realtime
