@@ -296,21 +296,23 @@ def percentile(values: list[float], p: float) -> float:
 # ---- bodies --------------------------------------------------------------------------------
 
 
-def media_body(fragment_bytes: int, count: int, first_ms: int = 0) -> bytes:
+def media_body(fragment_bytes: int, count: int, first_ms: int = 0, frames: int = 2) -> bytes:
     """A PutMedia body of ``count`` 1-second fragments of about ``fragment_bytes`` each.
 
-    Each Cluster is followed by an END_OF_FRAGMENT tag, so a fragment completes (and is
-    acknowledged RECEIVED) as soon as its last byte arrives.
+    Each fragment is one Cluster of ``frames`` evenly spaced SimpleBlocks; with more than
+    two, the first (the keyframe) is four times the size of the others, as in a camera's
+    GOP. Each Cluster is followed by an END_OF_FRAGMENT tag, so a fragment completes (and
+    is acknowledged RECEIVED) as soon as its last byte arrives.
     """
-    payload = os.urandom(max(1, fragment_bytes // 2 - 32))
+    weights = [4] + [1] * (frames - 1) if frames > 2 else [1] * frames
+    unit = fragment_bytes / sum(weights)
+    payloads = {w: os.urandom(max(1, int(unit * w) - 32)) for w in set(weights)}
+    blocks = [
+        simple_block(1, i * 1000 // frames, payloads[w], key=i == 0)
+        for i, w in enumerate(weights)
+    ]
     return synthetic_mkv(
-        [
-            cluster(
-                first_ms + i * 1000, [simple_block(1, 0, payload), simple_block(1, 500, payload)]
-            )
-            + end_of_fragment()
-            for i in range(count)
-        ]
+        [cluster(first_ms + i * 1000, blocks) + end_of_fragment() for i in range(count)]
     )
 
 

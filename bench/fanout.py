@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/fanout.py [--smoke] [--fragments 10] [--max-readers 1000]
 
-A producer sends a live stream at 4 Mbit/s in 1-second fragments (~500 KB), paced in 25
-pieces a second. N raw-socket readers (GetMedia, NOW) connect first, in batches. A
+A producer sends a live stream at 4 Mbit/s in 1-second fragments (~500 KB) of 25 frames
+(a keyframe 4x the size of the rest), paced in 25 pieces a second. N raw-socket readers (GetMedia, NOW) connect first, in batches. A
 fragment's delivery lag at a reader is the time its chunk's last byte arrived minus the
 time the producer got its RECEIVED ack; readers and producer share this process and its
 clock. Server CPU % is utime+stime from /proc over the run. N = 1 is figure 4 (latency).
@@ -52,7 +52,8 @@ from tests.producer import put_media
 OPTIONS = {"fragments": 10, "max_readers": 1000}
 READERS = (10, 100, 1000)
 BITRATE = 4_000_000  # bits per second
-PIECES = 25  # per fragment: a frame at a time, as a camera sends
+FRAMES = 25  # per fragment: 25 frames a second
+PIECES = 25  # per fragment: about a frame at a time, as a camera sends
 BATCH = 100  # readers connecting at once
 LATENCY = "latency vs readers"
 
@@ -197,7 +198,7 @@ def measure_counts(settings: Settings, counts: tuple[int, ...], name: str) -> li
     count = 4 if settings.smoke else settings.options.get("fragments", OPTIONS["fragments"])
     interval = 0.25 if settings.smoke else 1.0
     raise_nofile(2 * max(counts) + 256)  # the server child inherits it
-    body = media_body(int(BITRATE / 8 * interval), count)
+    body = media_body(int(BITRATE / 8 * interval), count, frames=FRAMES)
     fragments = fragments_of(body)
     chunks, numbers = getmedia_chunks(fragments), [str(f.meta.number) for f in fragments]
     timeout = count * interval + 60

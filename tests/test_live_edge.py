@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from openkvs.mkv import ebml
 from tests.kvs import LiveReader, chunks, create_stream, get_media, numbers
 from tests.layout import aws_tags
 from tests.media import cluster, end_of_fragment, simple_block, synthetic_mkv
@@ -83,3 +84,44 @@ def test_a_fragment_that_is_never_stored_breaks_the_live_read(make_server) -> No
     assert not reader.is_alive() and reader.error is not None  # aborted, not left hanging
     assert FIRST in reader.data  # it was being forwarded
     assert numbers(get_media(server, "cut", {"StartSelectorType": "EARLIEST"})) == []
+
+
+def without_tail(chunk: bytes) -> bytes:
+    """A chunk up to its last Tags element (MILLIS_BEHIND_NOW there differs per reader)."""
+    return chunk[: chunk.rfind(ebml.encode_id(ebml.TAGS))]
+
+
+def test_live_readers_that_fall_behind_lose_nothing(make_server) -> None:
+    """Seven readers keep up; one reads nothing while 24 MB go by, then catches up.
+
+    The stream writes to caught-up readers itself. A reader whose socket fills (24 MB is
+    more than the kernel buffers on both ends) is let go to catch up on its own, and must
+    end with the same bytes as the rest, mid-fragment included.
+    """
+    server = make_server(
+        "--no-rate-limits", "--getmedia-idle-timeout-s", "5", "--getmedia-max-connections", "9"
+    )
+    create_stream(server, "fan")
+    now = {"StartSelectorType": "NOW"}
+    keeping_up = [LiveReader(server, "fan", now) for _ in range(7)]
+    media = server.client("kinesis-video-media", read_timeout=30)
+    stalled = media.get_media(StreamName="fan", StartSelector=now)
+    frame = bytes(range(256)) * 800  # 200 KB
+    body = synthetic_mkv(
+        [
+            cluster(i * 1000, [simple_block(1, k * 100, frame) for k in range(10)])
+            + end_of_fragment()
+            for i in range(12)
+        ]
+    )
+    pieces = [body[at : at + 100_000] for at in range(0, len(body), 100_000)]
+    send(server, "fan", pieces, delay=0.002)
+    late = stalled["Payload"].read()
+    for reader in keeping_up:
+        reader.join(15)
+        assert reader.error is None
+    stored = get_media(server, "fan", {"StartSelectorType": "EARLIEST"})
+    expected = [without_tail(c) for c in chunks(stored)]
+    assert len(expected) == 12
+    for payload in [bytes(r.data) for r in keeping_up] + [late]:
+        assert [without_tail(c) for c in chunks(payload)] == expected

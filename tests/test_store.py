@@ -8,15 +8,25 @@ import random
 import signal
 import subprocess
 import sys
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import google_crc32c
 import pytest
 
 from openkvs.model import Fragment, FragmentMeta, FragmentNumber, StreamInfo
 from openkvs.store.base import FragmentGone, OutOfOrderError, StoreError
 from openkvs.store.embedded import EmbeddedStore, UnknownStreamError
-from openkvs.store.log import HEAD, PREFIX, CorruptSegmentError, segment_name
+from openkvs.store.log import (
+    FLAG_SAME_HEADER,
+    FRAG,
+    HEAD,
+    MAGIC,
+    PREFIX,
+    CorruptSegmentError,
+    segment_name,
+)
 from tests.store_child import CRASH_STREAM, crash_fragment
 
 CAM = StreamInfo(
@@ -229,6 +239,24 @@ async def test_a_corrupt_last_record_is_dropped(tmp_path: Path, where: str) -> N
     await store.close()
 
 
+async def test_records_larger_than_the_scan_window_are_verified(tmp_path: Path) -> None:
+    store = await opened(tmp_path)
+    fragments = [frag(1, size=300_000), frag(2, size=600_000)]  # the scan reads 256 KiB at a time
+    await fill(store, fragments)
+    await store.close()
+    path = stream_dir(store) / segment_name(1)
+    data = bytearray(path.read_bytes())
+    store = await opened(tmp_path)
+    await assert_holds(store, fragments)
+    await store.close()
+    data[-1] ^= 0x40
+    path.write_bytes(bytes(data))
+    store = await opened(tmp_path)
+    await assert_holds(store, fragments[:1])
+    assert path.stat().st_size == len(data) - PREFIX - 600_000
+    await store.close()
+
+
 async def test_a_damaged_sealed_segment_is_reported_not_cut(tmp_path: Path) -> None:
     store = await opened(tmp_path, segment_bytes=200)
     await fill(store, [frag(seq) for seq in range(1, 7)])
@@ -245,6 +273,100 @@ async def test_a_damaged_sealed_segment_is_reported_not_cut(tmp_path: Path) -> N
     first.write_bytes(bytes(data))
     with pytest.raises(CorruptSegmentError):
         await opened(tmp_path, 200)
+
+
+def old_record(fragment: Fragment, same_header: bool) -> bytes:
+    """A record as versions before CRC-32C wrote it: type 1, zlib CRC-32 of head[:8] + payload."""
+    meta, header = fragment.meta, b"" if same_header else fragment.header
+    number = meta.number.value.to_bytes(20, "big")
+    fixed = FRAG.pack(
+        meta.seq, number, meta.server_ms, meta.producer_ms, meta.duration_ms, meta.size, len(header)
+    )
+    payload = fixed + header + fragment.body
+    head = HEAD.pack(MAGIC, 1, FLAG_SAME_HEADER if same_header else 0, len(payload), 0)[:8]
+    return head + zlib.crc32(head + payload).to_bytes(4, "little") + payload
+
+
+def write_old_segment(directory: Path, fragments: list[Fragment], tail: bytes = b"") -> bytes:
+    """``fragments`` in one segment of type-1 records, then ``tail``; the records' bytes."""
+    data = b"".join(
+        old_record(f, same_header=i > 0 and f.header == fragments[i - 1].header)
+        for i, f in enumerate(fragments)
+    )
+    (directory / segment_name(fragments[0].meta.seq)).write_bytes(data + tail)
+    return data
+
+
+async def saved_stream(tmp_path: Path) -> Path:
+    """CAM's directory, with its stream.json and no segment yet."""
+    store = await opened(tmp_path)
+    await store.save_stream(CAM)
+    await store.close()
+    return stream_dir(store)
+
+
+def checksums(path: Path) -> list[tuple[int, str]]:
+    """Each record's type, and which algorithm its CRC field matches."""
+    data, found, offset = path.read_bytes(), [], 0
+    while offset < len(data):
+        _magic, rtype, _flags, length, crc = HEAD.unpack_from(data, offset)
+        covered = data[offset : offset + 8] + data[offset + HEAD.size : offset + HEAD.size + length]
+        algorithms = {"crc32": zlib.crc32(covered), "crc32c": google_crc32c.value(covered)}
+        found.append((rtype, next((k for k, v in algorithms.items() if v == crc), "none")))
+        offset += HEAD.size + length
+    return found
+
+
+async def test_old_crc32_segments_are_read_recovered_and_appended_to(tmp_path: Path) -> None:
+    directory = await saved_stream(tmp_path)
+    sealed = [frag(1), frag(2)]
+    old = [frag(3, header=b"header-B"), frag(4, header=b"header-B")]
+    write_old_segment(directory, sealed)
+    torn = old_record(frag(5), same_header=False)[:-1]
+    data = write_old_segment(directory, old, tail=torn)
+    last = directory / segment_name(3)
+    store = await opened(tmp_path)
+    assert last.stat().st_size == len(data)  # old CRCs verified, the torn tail cut
+    await assert_holds(store, sealed + old)
+    new = [frag(5, header=b"header-B"), frag(6, header=b"header-C")]  # 5 reuses 4's header
+    for fragment in new:
+        await store.append(CAM.key, fragment)
+    store = await reopened(store)
+    await assert_holds(store, sealed + old + new)
+    assert segments(store) == [segment_name(1), segment_name(3)]
+    assert last.read_bytes()[: len(data)] == data
+    assert checksums(last) == [(1, "crc32")] * 2 + [(2, "crc32c")] * 2
+    await store.close()
+
+
+@pytest.mark.parametrize("where", ["head", "fixed", "header", "body", "crc"])
+async def test_a_corrupt_old_record_is_detected(tmp_path: Path, where: str) -> None:
+    directory = await saved_stream(tmp_path)
+    fragments = [frag(1), frag(2, header=b"other")]
+    first = len(old_record(fragments[0], same_header=False))
+    data = bytearray(write_old_segment(directory, fragments))
+    offset = {"head": 6, "crc": 9, "fixed": HEAD.size + 2, "header": PREFIX, "body": -1}[where]
+    data[first + offset if offset >= 0 else offset] ^= 0x40
+    path = directory / segment_name(1)
+    path.write_bytes(bytes(data))
+    store = await opened(tmp_path)
+    await assert_holds(store, fragments[:1])
+    assert path.stat().st_size == first
+    await store.close()
+
+
+async def test_a_damaged_old_record_fails_its_read(tmp_path: Path) -> None:
+    directory = await saved_stream(tmp_path)
+    fragments = [frag(1), frag(2)]
+    data = bytearray(write_old_segment(directory, fragments))
+    store = await opened(tmp_path)
+    data[-1] ^= 1
+    (directory / segment_name(1)).write_bytes(bytes(data))
+    with pytest.raises(CorruptSegmentError):
+        await store.read(CAM.key, fragments[1].meta)
+    got = await store.read(CAM.key, fragments[0].meta)
+    assert (got.header, got.body) == (fragments[0].header, fragments[0].body)
+    await store.close()
 
 
 async def test_delete_and_recreate_with_the_same_name(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ with the continuation token.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from datetime import datetime
@@ -15,18 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from openkvs.api.chunked import ChunkedBody
 from openkvs.api.http import id_headers, read_json
+from openkvs.api.live_edge import LiveFollower, send_growing
 from openkvs.api.validate import Validator
 from openkvs.clock import now_ms
-from openkvs.config import Config
 from openkvs.errors import (
     ClientLimitExceededException,
     ConnectionLimitExceededException,
     InvalidArgumentException,
 )
-from openkvs.getmedia.chunk import chunk_head, chunk_parts, chunk_tail, not_found_chunk
+from openkvs.getmedia.chunk import chunk_parts, not_found_chunk
 from openkvs.live.limits import Pacer, admit
-from openkvs.live.state import GrowingFragment, StreamState
+from openkvs.live.state import StreamState
 from openkvs.model import Fragment, FragmentMeta, FragmentNumber
 from openkvs.store.base import FragmentGone
 
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from openkvs.api.media import MediaService
 
 VALIDATOR = Validator("kinesis-video-media")
-CHUNK_FRAMING = 64  # more than the chunked encoding adds around one write
 READ_AHEAD_BYTES = 4 << 20
 READ_AHEAD_FRAGMENTS = 64
 SELECTOR_TYPES = (
@@ -144,12 +143,20 @@ async def get_media(service: MediaService, request: web.Request) -> web.StreamRe
     response.enable_chunked_encoding()
     state.readers += 1
     try:
-        await response.prepare(request)
+        writer = await response.prepare(request)
+        transport = request.transport
+        if writer is None or transport is None:
+            return response
+        chunks = ChunkedBody(transport, writer, config.getmedia_idle_timeout_s)
         if start.seq is None:
-            await response.write(not_found_chunk(start.missing or "0"))
+            await chunks.send(not_found_chunk(start.missing or "0"))
         else:
-            await serve_fragments(service, state, request, response, start.seq)
+            await serve_fragments(service, state, chunks, start.seq)
         await response.write_eof()
+    except TimeoutError:
+        transport = request.transport
+        if transport is not None:  # it took nothing for the idle timeout: free its slot
+            transport.abort()
     except (ConnectionError, RuntimeError):
         pass  # the reader went away
     finally:
@@ -158,126 +165,53 @@ async def get_media(service: MediaService, request: web.Request) -> web.StreamRe
 
 
 async def serve_fragments(
-    service: MediaService,
-    state: StreamState,
-    request: web.Request,
-    response: web.StreamResponse,
-    seq: int,
+    service: MediaService, state: StreamState, body: ChunkedBody, seq: int
 ) -> None:
-    """Send from ``seq`` on; at the live edge wait, checking that the reader is still there.
+    """Send from ``seq`` on; at the live edge follow the stream until idle or closed.
 
-    A reader that hangs up while we wait must free its connection slot at once,
+    A reader that hangs up while it waits must free its connection slot at once,
     not after the idle timeout, or it blocks new readers (3 per stream).
     """
     config = service.config
     pacer = Pacer(config.getmedia_max_bytes_per_second if config.rate_limits else 0)
-    idle_until = time.monotonic() + config.getmedia_idle_timeout_s
+    live = LiveFollower(body, pacer, config.getmedia_idle_timeout_s)
     ready: deque[Fragment] = deque()  # read ahead from the store, in seq order
     while not state.closed and not service.closing:
         expired = service.store.expired(state.info.key)
         if expired is not None and seq <= expired.seq:
             # Retention deleted what this reader was due next: say so (4000), go on after it.
-            await response.write(not_found_chunk(expired.number))
+            await body.send(not_found_chunk(expired.number))
             seq = expired.seq + 1
             continue
-        growing = state.growing
-        if growing is not None and growing.seq == seq:
-            try:
-                await send_growing(state, request, response, growing, pacer, config)
-            except TimeoutError:
-                raise _stopped_reading(request) from None
-            seq = growing.seq + 1
-            idle_until = time.monotonic() + config.getmedia_idle_timeout_s
+        growing, sent = live.growing, live.sent  # set if the stream let go mid-fragment
+        if growing is None and state.growing is not None and state.growing.seq == seq:
+            growing, sent = state.growing, 0
+        if growing is not None:
+            now_sent = await send_growing(body, growing, sent, pacer)
+            if now_sent is None:
+                live.growing, seq = None, growing.seq + 1
+                live.sent_one()
+                continue
+            await live.follow_from(state, seq, growing, now_sent)
+            seq = live.seq
             continue
         meta = state.first_from(seq)
         if meta is None or meta.seq > state.last_completed_seq:
-            left = idle_until - time.monotonic()
-            transport = request.transport
-            if left <= 0 or transport is None or transport.is_closing():
+            if time.monotonic() >= live.idle_until or body.closed:
                 return
-            await state.wait()
+            await live.follow_from(state, seq, None, 0)
+            seq = live.seq
             continue
         seq = meta.seq + 1
         if not ready or ready[0].meta.seq != meta.seq:
             ready = deque(await read_run(state, meta))
-        try:
-            if not ready:
-                await response.write(not_found_chunk(meta.number))
-                continue
-            await send_chunk(
-                request, response, ready.popleft(), pacer, config.getmedia_idle_timeout_s
-            )
-        except TimeoutError:
-            raise _stopped_reading(request) from None
-        idle_until = time.monotonic() + config.getmedia_idle_timeout_s
-
-
-def _stopped_reading(request: web.Request) -> ConnectionError:
-    """A reader that takes nothing for the idle timeout would keep its slot: drop it."""
-    if request.transport is not None:
-        request.transport.abort()
-    return ConnectionError("the reader stopped reading")
-
-
-async def send_growing(
-    state: StreamState,
-    request: web.Request,
-    response: web.StreamResponse,
-    growing: GrowingFragment,
-    pacer: Pacer,
-    config: Config,
-) -> None:
-    """Forward a fragment while it arrives: head at once, elements as they come, tail at the end.
-
-    A reader at the live edge then gets each frame as soon as the server has it,
-    and its last byte right after the fragment completes. If the fragment is never
-    stored, the half-sent chunk must not stand: the connection is aborted and the
-    reader resumes from its last complete fragment.
-    """
-    timeout = config.getmedia_idle_timeout_s
-    if not growing.head:
-        growing.head = chunk_head(
-            growing.header, growing.number, growing.server_ms, growing.producer_ms
-        )
-    await write(request, response, growing.head, timeout)
-    sent = 0
-    while True:
-        parts = growing.parts
-        while sent < len(parts):
-            await write(request, response, parts[sent], timeout)
-            if pacer.rate > 0:
-                await pacer.spend(len(parts[sent]))
-            sent += 1
-        if growing.complete:
-            break
-        transport = request.transport
-        if growing.failed or state.closed or transport is None or transport.is_closing():
-            if transport is not None:
-                transport.abort()
-            raise ConnectionError("the fragment being forwarded was not stored")
-        await state.wait()
-    now = now_ms()
-    if growing.tail is None or growing.tail[0] != now:
-        growing.tail = (now, chunk_tail(growing.number, growing.server_ms, now))
-    await write(request, response, growing.tail[1], timeout)
-
-
-async def write(
-    request: web.Request, response: web.StreamResponse, data: bytes, timeout: float
-) -> None:
-    """Write, giving up (TimeoutError) if the reader takes nothing for ``timeout`` seconds.
-
-    A write that fits under the transport's high-water mark cannot wait for the
-    reader, so it skips the timer: live readers write every frame.
-    """
-    transport = request.transport
-    if transport is not None:
-        room = transport.get_write_buffer_limits()[1] - transport.get_write_buffer_size()
-        if len(data) + CHUNK_FRAMING <= room:
-            await response.write(data)
-            return
-    async with asyncio.timeout(timeout):
-        await response.write(data)
+        if not ready:
+            await body.send(not_found_chunk(meta.number))
+            continue
+        fragment = ready.popleft()
+        await body.send(*chunk_parts(fragment, now_ms()))
+        await pacer.spend(fragment.meta.size)
+        live.sent_one()
 
 
 async def read_run(state: StreamState, first: FragmentMeta) -> list[Fragment]:
@@ -302,18 +236,6 @@ async def read_run(state: StreamState, first: FragmentMeta) -> list[Fragment]:
         return await state.fetch_batch([first])  # a later one went: the rest is retried then
     except FragmentGone:
         return []
-
-
-async def send_chunk(
-    request: web.Request,
-    response: web.StreamResponse,
-    fragment: Fragment,
-    pacer: Pacer,
-    write_timeout: float,
-) -> None:
-    for part in chunk_parts(fragment, now_ms()):
-        await write(request, response, part, write_timeout)
-    await pacer.spend(fragment.meta.size)
 
 
 __all__ = ["get_media"]

@@ -37,3 +37,12 @@ class Pacer:
         ahead = self.spent / self.rate - (time.monotonic() - self.started) - 1.0
         if ahead > 0:
             await asyncio.sleep(ahead)
+
+    def take(self, count: int) -> bool:
+        """``spend`` without waiting: False (nothing spent) if sending ``count`` now is too soon."""
+        if self.rate <= 0:
+            return True
+        if (self.spent + count) / self.rate - (time.monotonic() - self.started) > 1.0:
+            return False
+        self.spent += count
+        return True

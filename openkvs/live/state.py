@@ -11,7 +11,8 @@ import asyncio
 import bisect
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from openkvs.model import Fragment, FragmentMeta, FragmentNumber, StreamInfo
 from openkvs.store.base import Store
@@ -38,9 +39,20 @@ class GrowingFragment:
     parts: list[bytes]
     complete: bool = False
     failed: bool = False
-    head: bytes = b""
+    wire: list[bytes] = field(default_factory=list)
     tail: tuple[int, bytes] | None = None
-    """Chunk bytes every reader sends alike, built by the first (the tail per millisecond)."""
+    due: tuple[tuple[int, int, int], bytes] | None = None
+    """Bytes every reader sends alike, built once by the first that needs them: its head
+    and parts as sent (``wire``), its tail (per millisecond), and the last run of them
+    joined for readers at the same place (``due``)."""
+
+
+class Follower(Protocol):
+    """A reader at the live edge that the stream writes to directly (see ``notify``)."""
+
+    def follow(self, state: StreamState) -> bool:
+        """Send what is new; False to stop following (the reader's own task takes over)."""
+        ...
 
 
 def _seq(meta: FragmentMeta) -> int:
@@ -65,6 +77,7 @@ class StreamState:
         self.get_calls: deque[float] = deque()
         self.put_calls: deque[float] = deque()
         self.closed = False
+        self.followers: list[Follower] = []
         self._changed = asyncio.Event()
         self._ticker: asyncio.TimerHandle | None = None
         self._waiters = 0
@@ -117,28 +130,45 @@ class StreamState:
         del self.live[0]
 
     def notify(self) -> None:
+        """Something changed: write it to the followers, then wake every waiting task.
+
+        Followers are written to here, in one loop, because waking a task per
+        reader per frame costs more than the write itself.
+        """
+        if self.followers:
+            self.followers = [f for f in self.followers if f.follow(self)]
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def add_follower(self, follower: Follower) -> None:
+        self.followers.append(follower)
+        self._start_ticking()
 
     async def wait(self) -> None:
         """Until a fragment arrives or grows, or the stream closes; at most about TICK_S.
 
         One timer per stream wakes every waiter each tick to re-check its own
-        deadlines (idle timeout, hang-up), instead of a timer per waiter: a
-        thousand live readers would otherwise cost a thousand timers per frame.
+        deadlines, instead of a timer per waiter: a thousand live readers would
+        otherwise cost a thousand timers per frame.
         """
-        if self._ticker is None:
-            self._ticker = asyncio.get_running_loop().call_later(TICK_S, self._tick)
+        self._start_ticking()
         self._waiters += 1
         try:
             await self._changed.wait()
         finally:
             self._waiters -= 1
 
+    def _start_ticking(self) -> None:
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().call_later(TICK_S, self._tick)
+
     def _tick(self) -> None:
+        """Waiters and followers re-check their deadlines (idle timeout, hang-up)."""
         self._ticker = None
-        if self._waiters:
+        if self._waiters or self.followers:
             self.notify()
+        if self.followers:
+            self._start_ticking()
 
     def close(self) -> None:
         self.closed = True

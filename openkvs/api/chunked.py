@@ -1,0 +1,82 @@
+"""A chunked HTTP response body written straight to the socket.
+
+aiohttp sends the status line, the headers and the closing ``0\\r\\n\\r\\n``; the
+chunks in between are framed here. aiohttp's own chunked writer joins every
+chunk with its framing into a new buffer (a copy of each fragment on Python
+< 3.12.9), and a chunk framed once here can go to a thousand live readers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp.abc import AbstractStreamWriter
+
+COALESCE = 16 << 10  # parts smaller than this are copied next to their neighbours: one syscall
+
+
+def frame(data: bytes) -> bytes:
+    """``data`` as one HTTP chunk (a copy: for small pieces, or one sent to many readers)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+class ChunkedBody:
+    """The body of one GetMedia response, after ``response.prepare``.
+
+    ``timeout`` bounds how long a write may wait for a reader that takes nothing:
+    such a reader would hold its connection slot forever.
+    """
+
+    def __init__(
+        self, transport: asyncio.Transport, writer: AbstractStreamWriter, timeout: float
+    ) -> None:
+        self.transport = transport
+        self.writer = writer
+        self.timeout = timeout
+
+    @property
+    def closed(self) -> bool:
+        return self.transport.is_closing()
+
+    def has_room(self) -> bool:
+        """Is the socket's buffer under its high-water mark (a write need not wait)?"""
+        transport = self.transport
+        return transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1]
+
+    def send_framed_now(self, framed: bytes) -> None:
+        """Write a chunk ``frame`` built, without waiting: the caller checked ``has_room``."""
+        self.transport.write(framed)
+
+    async def send_framed(self, framed: bytes) -> None:
+        self._check_open()
+        self.transport.write(framed)
+        await self._drain()
+
+    async def send(self, *parts: bytes) -> None:
+        """One chunk holding ``parts`` in order; large parts are written as they are, not joined."""
+        size = sum(map(len, parts))
+        if not size:
+            return
+        self._check_open()
+        transport = self.transport
+        pending = b"%x\r\n" % size
+        for part in parts:
+            if len(part) < COALESCE:
+                pending += part
+                continue
+            transport.write(pending)
+            transport.write(part)
+            pending = b""
+        transport.write(pending + b"\r\n")
+        await self._drain()
+
+    def _check_open(self) -> None:
+        if self.transport.is_closing():
+            raise ConnectionResetError("the reader went away")
+
+    async def _drain(self) -> None:
+        """Wait while the socket's buffer is over its high-water mark, up to ``timeout``."""
+        if self.has_room():
+            return
+        async with asyncio.timeout(self.timeout):
+            await self.writer.drain()
