@@ -7,6 +7,7 @@ with the continuation token.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from datetime import datetime
@@ -175,6 +176,22 @@ async def serve_fragments(
     config = service.config
     pacer = Pacer(config.getmedia_max_bytes_per_second if config.rate_limits else 0)
     live = LiveFollower(body, pacer, config.getmedia_idle_timeout_s)
+    ahead = ReadAhead(state)
+    try:
+        await _serve(service, state, body, seq, pacer, live, ahead)
+    finally:
+        ahead.close()
+
+
+async def _serve(
+    service: MediaService,
+    state: StreamState,
+    body: ChunkedBody,
+    seq: int,
+    pacer: Pacer,
+    live: LiveFollower,
+    ahead: ReadAhead,
+) -> None:
     ready: deque[Fragment] = deque()  # read ahead from the store, in seq order
     while not state.closed and not service.closing:
         expired = service.store.expired(state.info.key)
@@ -204,7 +221,7 @@ async def serve_fragments(
             continue
         seq = meta.seq + 1
         if not ready or ready[0].meta.seq != meta.seq:
-            ready = deque(await read_run(state, meta))
+            ready = deque(await ahead.run_from(meta))
         if not ready:
             await body.send(not_found_chunk(meta.number))
             continue
@@ -212,6 +229,36 @@ async def serve_fragments(
         await body.send(*chunk_parts(fragment, now_ms()))
         await pacer.spend(fragment.meta.size)
         live.sent_one()
+
+
+class ReadAhead:
+    """Reads the next run of stored fragments while this one is being sent.
+
+    The disk thread's preads (and CRCs of 1 MiB or more) run without the GIL, so
+    reading the next run overlaps sending this one instead of following it.
+    """
+
+    def __init__(self, state: StreamState) -> None:
+        self.state = state
+        self.next: tuple[int, asyncio.Future[list[Fragment]]] | None = None
+
+    async def run_from(self, first: FragmentMeta) -> list[Fragment]:
+        """``read_run(first)``, read already if it was next; starts reading the run after it."""
+        if self.next is not None and self.next[0] == first.seq:
+            run = await self.next[1]
+        else:
+            self.close()
+            run = await read_run(self.state, first)
+        self.next = None
+        following = self.state.first_from(run[-1].meta.seq + 1) if run else None
+        if following is not None and following.seq <= self.state.last_completed_seq:
+            self.next = (following.seq, asyncio.ensure_future(read_run(self.state, following)))
+        return run
+
+    def close(self) -> None:
+        if self.next is not None:
+            self.next[1].cancel()
+            self.next = None
 
 
 async def read_run(state: StreamState, first: FragmentMeta) -> list[Fragment]:
