@@ -17,6 +17,7 @@ from openkvs.mkv.reader import (
     SegmentStart,
 )
 from tests.conftest import fixture_path
+from tests.media import cluster, simple_block, synthetic_mkv
 
 AWS_FILES = [
     "aws-getmedia/output_get_media.mkv",
@@ -159,3 +160,28 @@ def test_vint_round_trip() -> None:
 
 def test_segment_end_event_type_exists() -> None:
     assert SegmentEnd() == SegmentEnd()
+
+
+def test_large_frames_in_any_pieces_come_out_byte_exact() -> None:
+    """Frames of 256 KiB and more are gathered from the feeds' own bytes, then joined once."""
+    frames = [bytes([i + 1]) * (300_000 + i) for i in range(3)]
+    data = synthetic_mkv(
+        [
+            cluster(0, [simple_block(1, 40 * k, frame) for k, frame in enumerate(frames)]),
+            cluster(1000, [simple_block(1, 0, b"small")]),
+        ]
+    )
+    whole = read_all(data, len(data))
+    assert isinstance(whole[-1], EndOfStream)
+    for piece in (1000, 65536, 65537, 299_999, 700_000):
+        events = read_all(data, piece)
+        assert summary(events) == summary(whole)
+        raw = b"".join(
+            e.raw
+            for e in events
+            if isinstance(e, (Element, EbmlHeader, SegmentStart, ClusterStart))
+        )
+        assert raw == data
+    cut = data[: len(data) - 400_000]  # ends inside the second large frame
+    assert summary(read_all(cut, 65536)) == summary(read_all(cut, len(cut)))
+    assert isinstance(read_all(cut, 65536)[-1], tuple)

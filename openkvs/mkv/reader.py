@@ -73,6 +73,19 @@ class EndOfStream:
 Event = EbmlHeader | SegmentStart | SegmentEnd | ClusterStart | ClusterEnd | Element | EndOfStream
 
 _COMPACT_AT = 1 << 16
+_GATHER_AT = 1 << 18
+
+
+@dataclass(slots=True)
+class _Gather:
+    """A large element arriving over many feeds, kept as the feeds' own bytes until whole."""
+
+    id: int
+    header_len: int
+    level: int
+    total: int
+    parts: list[bytes]
+    have: int
 
 
 @dataclass(slots=True)
@@ -91,6 +104,7 @@ class MkvReader:
         self._open: list[_Open] = []
         self._eof = False
         self._done = False
+        self._gather: _Gather | None = None
         self.max_element_size = max_element_size
 
     @property
@@ -100,11 +114,16 @@ class MkvReader:
 
     @property
     def buffered(self) -> int:
-        return len(self._buf) - self._pos
+        gathered = self._gather.have if self._gather is not None else 0
+        return len(self._buf) - self._pos + gathered
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._eof:
             raise RuntimeError("feed after feed_eof")
+        if self._gather is not None:
+            self._gather.parts.append(data if isinstance(data, bytes) else bytes(data))
+            self._gather.have += len(data)
+            return
         # Drop what was read, so the buffer holds at most one element plus 64 KiB and a feed.
         # After a full drain the unread tail is one partial element, which the next 64 KiB
         # of progress consumes: no byte is moved twice.
@@ -127,6 +146,8 @@ class MkvReader:
     def next_event(self) -> Event | None:
         if self._done:
             return NEED_DATA
+        if self._gather is not None:
+            return self._gathered()
         if self._open and self._open[-1].end == self.offset:
             return self._close()
         parsed = self._peek_header()
@@ -194,8 +215,41 @@ class MkvReader:
             raise MkvError(f"element 0x{element_id:X} runs past its parent")
         raw = self._take(header_len, size)
         if raw is None:
+            if header_len + size >= _GATHER_AT and not self._eof:
+                self._start_gathering(element_id, header_len, size, level)
             return self._at_end_of_input()
         return Element(element_id, raw, header_len, level)
+
+    def _start_gathering(self, element_id: int, header_len: int, size: int, level: int) -> None:
+        """Collect the rest of a large element as the feeds' own bytes, then join them once.
+
+        Appending each feed to the buffer and slicing the element out would copy a
+        large frame two or three times over; this copies it once.
+        """
+        with memoryview(self._buf) as view:
+            first = bytes(view[self._pos :])
+        del self._buf[self._pos :]
+        total = header_len + size
+        self._gather = _Gather(element_id, header_len, level, total, [first], len(first))
+
+    def _gathered(self) -> Event | None:
+        gather = self._gather
+        assert gather is not None
+        if gather.have < gather.total:
+            if self._eof:
+                raise MkvError(f"stream ends inside an element ({gather.have} bytes left over)")
+            return NEED_DATA
+        rest = b""
+        extra = gather.have - gather.total
+        if extra:
+            last = gather.parts[-1]
+            gather.parts[-1], rest = last[: len(last) - extra], last[len(last) - extra :]
+        raw = b"".join(gather.parts)
+        self._gather = None
+        self._base += self._pos + gather.total
+        self._pos = 0
+        self._buf = bytearray(rest)
+        return Element(gather.id, raw, gather.header_len, gather.level)
 
     def _take(self, header_len: int, size: int) -> bytes | None:
         if size > self.max_element_size:
