@@ -346,8 +346,8 @@ def chunked(data: bytes) -> bytes:
 
 
 def getmedia_chunks(fragments: list[Fragment]) -> list[bytes]:
-    """The bytes GetMedia sends for each fragment, HTTP-chunked as aiohttp writes them."""
-    return [b"".join(chunked(p) for p in chunk_parts(f, START_MS)) for f in fragments]
+    """The bytes GetMedia sends for each stored fragment: one HTTP chunk holding it."""
+    return [chunked(b"".join(chunk_parts(f, START_MS))) for f in fragments]
 
 
 def getmedia_request(stream: str, selector: str = "EARLIEST") -> bytes:
@@ -376,7 +376,7 @@ async def request_json(url: str, op: str, body: dict[str, object]) -> dict[str, 
 def _tail_layout() -> tuple[int, int]:
     """(bytes after the CONTINUATION_TOKEN name to the chunk's end, length of its value)."""
     meta = FragmentMeta(FragmentNumber.make(1, START_MS), START_MS, 0, 1000, 1)
-    tail = chunk_parts(Fragment(meta, b"", b"x"), START_MS)[2]
+    tail = chunk_parts(Fragment(meta, b"", b"x"), START_MS)[-1]
     return len(tail) - tail.rfind(MARKER) - len(MARKER), len(str(meta.number))
 
 

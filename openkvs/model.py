@@ -71,12 +71,19 @@ class Fragment:
 
     ``header`` is the producer's EBML header plus the Segment-level elements that
     came before the first Cluster; ``body`` is the Cluster as sent plus the
-    Segment-level elements that followed it.
+    Segment-level elements that followed it. As ingested, ``body`` is a tuple of
+    the elements as they arrived: joining a fragment's frames would copy every
+    byte once more, and the store writes them (pwritev) and readers send them
+    (one write each) as they are. A fragment read back from a store has one
+    ``bytes``.
     """
 
     meta: FragmentMeta
     header: bytes
-    body: bytes
+    body: bytes | tuple[bytes, ...]
+
+    def body_parts(self) -> tuple[bytes, ...]:
+        return self.body if isinstance(self.body, tuple) else (self.body,)
 
 
 @dataclass(slots=True)

@@ -535,3 +535,19 @@ async def test_a_batch_read_returns_each_fragment_or_gone(tmp_path: Path) -> Non
     with pytest.raises(FragmentGone):
         await store.read_batch(CAM.key, metas)
     await store.close()
+
+
+async def test_a_fragment_of_many_parts_is_written_unjoined_and_reads_back_whole(
+    tmp_path: Path,
+) -> None:
+    """An ingested body is its elements as they arrived; more than IOV_MAX of them still fit."""
+    parts = tuple(bytes([i % 251]) * (1 + i % 97) for i in range(3000))
+    size = sum(map(len, parts))
+    meta = FragmentMeta(FragmentNumber.make(1, 11_000, salt=1), 11_000, 1000, 1000, size)
+    store = await opened(tmp_path)
+    await fill(store, [Fragment(meta, b"header-A", parts), frag(2)])
+    store = await reopened(store)
+    got = await store.read(CAM.key, meta)
+    assert got.body == b"".join(parts) and got.header == b"header-A"
+    assert (await store.read(CAM.key, frag(2).meta)).body == frag(2).body
+    await store.close()

@@ -53,21 +53,27 @@ class ChunkedBody:
         await self._drain()
 
     async def send(self, *parts: bytes) -> None:
-        """One chunk holding ``parts`` in order; large parts are written as they are, not joined."""
+        """One chunk holding ``parts`` in order: large parts are written as they are, runs of
+        small ones joined into one write."""
         size = sum(map(len, parts))
         if not size:
             return
         self._check_open()
-        transport = self.transport
-        pending = b"%x\r\n" % size
+        write = self.transport.write
+        run, run_bytes = [b"%x\r\n" % size], 0
         for part in parts:
-            if len(part) < COALESCE:
-                pending += part
+            if len(part) >= COALESCE:
+                write(b"".join(run))
+                write(part)
+                run, run_bytes = [], 0
                 continue
-            transport.write(pending)
-            transport.write(part)
-            pending = b""
-        transport.write(pending + b"\r\n")
+            run.append(part)
+            run_bytes += len(part)
+            if run_bytes >= COALESCE:
+                write(b"".join(run))
+                run, run_bytes = [], 0
+        run.append(b"\r\n")
+        write(b"".join(run))
         await self._drain()
 
     def _check_open(self) -> None:

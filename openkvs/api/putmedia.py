@@ -235,9 +235,9 @@ class PutMediaSession:
         state.last_frame_ms = event.last_frame_ms
         self.end_growing(complete=True)
         meta = FragmentMeta(
-            number, event.server_ms, event.producer_ms, event.duration_ms, len(event.body)
+            number, event.server_ms, event.producer_ms, event.duration_ms, event.size
         )
-        fragment = Fragment(meta, event.header, event.body)
+        fragment = Fragment(meta, event.header, event.parts)
         config = self.config
         state.add_live(
             fragment, now_ms(), config.live_buffer_seconds * 1000, config.live_buffer_bytes

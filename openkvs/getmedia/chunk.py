@@ -55,11 +55,12 @@ def seconds(ms: int) -> str:
     return f"{sign}{ms // 1000}.{ms % 1000:03d}"
 
 
-def chunk_parts(fragment: Fragment, now_ms: int) -> tuple[bytes, bytes, bytes]:
-    """``(head, body, tail)``: header + AWS tags, the fragment as sent, trailing AWS tags."""
+def chunk_parts(fragment: Fragment, now_ms: int) -> tuple[bytes, ...]:
+    """``(head, *body, tail)``: header + AWS tags, the fragment as sent, trailing AWS tags."""
     meta = fragment.meta
     head = chunk_head(fragment.header, str(meta.number), meta.server_ms, meta.producer_ms)
-    return head, fragment.body, chunk_tail(str(meta.number), meta.server_ms, now_ms)
+    tail = chunk_tail(str(meta.number), meta.server_ms, now_ms)
+    return head, *fragment.body_parts(), tail
 
 
 def chunk_head(header: bytes, number: str, server_ms: int, producer_ms: int) -> bytes:

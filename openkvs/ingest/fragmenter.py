@@ -65,7 +65,10 @@ class FragmentBegun:
 
 @dataclass(slots=True)
 class FragmentDone:
-    """A complete fragment, ready to store: ``header`` + ``body`` is a playable MKV."""
+    """A complete fragment, ready to store: ``header`` + ``body`` is a playable MKV.
+
+    ``parts`` are the body's elements as they arrived, not joined (``body`` joins them).
+    """
 
     timecode: int
     producer_ms: int
@@ -74,7 +77,12 @@ class FragmentDone:
     last_frame_ms: int
     frames: int
     header: bytes
-    body: bytes
+    parts: tuple[bytes, ...]
+    size: int
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.parts)
 
 
 FragmenterEvent = FragmentBegun | FragmentDone
@@ -360,7 +368,8 @@ class Fragmenter:
             last_frame_ms=last_frame,
             frames=current.frames,
             header=header,
-            body=b"".join(current.parts),
+            parts=tuple(current.parts),
+            size=current.size,
         )
 
     def _fail(self, message: str, error_id: int) -> NoReturn:

@@ -46,6 +46,7 @@ MAX_PAYLOAD = (1 << 32) - 1
 SUFFIX = ".seg"
 _NUMBER_BYTES = 20
 _WINDOW = 256 << 10
+_IOV_MAX = 1024  # Linux's UIO_MAXIOV
 _BufferLike = bytes | bytearray | memoryview
 
 
@@ -87,11 +88,11 @@ class Location:
 def encode(fragment: Fragment, same_header: bool) -> tuple[list[_BufferLike], int]:
     """The buffers of one record, for a single pwritev, and its total length.
 
-    The body is passed through as is: it is neither copied nor joined.
+    The body's parts are passed through as they are: neither copied nor joined.
     """
     meta = fragment.meta
     header = b"" if same_header else fragment.header
-    body = fragment.body
+    body = fragment.body_parts()
     try:
         fixed = FRAG.pack(
             meta.seq,
@@ -104,32 +105,34 @@ def encode(fragment: Fragment, same_header: bool) -> tuple[list[_BufferLike], in
         )
     except (struct.error, OverflowError) as exc:
         raise StoreError(f"fragment {meta.seq} cannot be encoded: {exc}") from None
-    length = FRAG.size + len(header) + len(body)
+    length = FRAG.size + len(header) + sum(map(len, body))
     if length > MAX_PAYLOAD:
         raise StoreError(f"fragment {meta.seq} is too large to store ({length} bytes)")
     flags = FLAG_SAME_HEADER if same_header else 0
     head = HEAD.pack(MAGIC, TYPE_FRAGMENT_CRC32C, flags, length, 0)
-    crc = _crc(head, fixed, header, body)
+    crc = _crc(head, fixed, header, *body)
     buffers: list[_BufferLike] = [head[:8] + crc.to_bytes(4, "little") + fixed]
     if header:
         buffers.append(header)
-    buffers.append(body)
+    buffers += body
     return buffers, HEAD.size + length
 
 
 def write_all(fd: int, buffers: Sequence[_BufferLike], offset: int) -> None:
-    """pwritev until every byte is written: a regular file may take a write in parts."""
+    """pwritev until every byte is written: a regular file may take a write in parts,
+    and one call takes at most IOV_MAX buffers (a fragment may have more frames)."""
     views = [memoryview(b).cast("B") for b in buffers if len(b)]
-    while views:
-        n = os.pwritev(fd, views, offset)
+    first = 0
+    while first < len(views):
+        n = os.pwritev(fd, views[first : first + _IOV_MAX], offset)
         if n <= 0:
             raise OSError(errno.EIO, "pwritev wrote nothing")
         offset += n
-        while views and n >= views[0].nbytes:
-            n -= views[0].nbytes
-            views.pop(0)
+        while first < len(views) and n >= views[first].nbytes:
+            n -= views[first].nbytes
+            first += 1
         if n:
-            views[0] = views[0][n:]
+            views[first] = views[first][n:]
 
 
 def fsync_dir(path: str) -> None:
