@@ -78,9 +78,7 @@ class StreamState:
         self.put_calls: deque[float] = deque()
         self.closed = False
         self.followers: list[Follower] = []
-        self._changed = asyncio.Event()
         self._ticker: asyncio.TimerHandle | None = None
-        self._waiters = 0
 
     @property
     def persistent(self) -> bool:
@@ -130,45 +128,26 @@ class StreamState:
         del self.live[0]
 
     def notify(self) -> None:
-        """Something changed: write it to the followers, then wake every waiting task.
+        """Something changed (a fragment began, grew, completed or failed; the stream
+        closed): write what is new to every follower, in one loop.
 
-        Followers are written to here, in one loop, because waking a task per
-        reader per frame costs more than the write itself.
+        Waking a task per reader per frame would cost more than the write itself.
         """
         if self.followers:
             self.followers = [f for f in self.followers if f.follow(self)]
-        self._changed.set()
-        self._changed = asyncio.Event()
 
     def add_follower(self, follower: Follower) -> None:
+        """Follow from now on; one timer per stream lets followers check their deadlines
+        (idle timeout, hang-up) every TICK_S, instead of a timer per reader."""
         self.followers.append(follower)
-        self._start_ticking()
-
-    async def wait(self) -> None:
-        """Until a fragment arrives or grows, or the stream closes; at most about TICK_S.
-
-        One timer per stream wakes every waiter each tick to re-check its own
-        deadlines, instead of a timer per waiter: a thousand live readers would
-        otherwise cost a thousand timers per frame.
-        """
-        self._start_ticking()
-        self._waiters += 1
-        try:
-            await self._changed.wait()
-        finally:
-            self._waiters -= 1
-
-    def _start_ticking(self) -> None:
         if self._ticker is None:
             self._ticker = asyncio.get_running_loop().call_later(TICK_S, self._tick)
 
     def _tick(self) -> None:
-        """Waiters and followers re-check their deadlines (idle timeout, hang-up)."""
         self._ticker = None
-        if self._waiters or self.followers:
-            self.notify()
+        self.notify()
         if self.followers:
-            self._start_ticking()
+            self._ticker = asyncio.get_running_loop().call_later(TICK_S, self._tick)
 
     def close(self) -> None:
         self.closed = True
