@@ -74,8 +74,8 @@ class Fragment:
     Segment-level elements that followed it. As ingested, ``body`` is a tuple of
     the elements as they arrived: joining a fragment's frames would copy every
     byte once more, and the store writes them (pwritev) and readers send them
-    (one write each) as they are. A fragment read back from a store has one
-    ``bytes``.
+    (one write each) as they are. The embedded store reads one back as a single
+    ``bytes``; ``body_parts()`` serves either.
     """
 
     meta: FragmentMeta

@@ -77,7 +77,7 @@ class ChunkedBody:
         await self._drain()
 
     def _check_open(self) -> None:
-        if self.transport.is_closing():
+        if self.closed:
             raise ConnectionResetError("the reader went away")
 
     async def _drain(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from contextlib import closing
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -176,63 +177,46 @@ async def serve_fragments(
     config = service.config
     pacer = Pacer(config.getmedia_max_bytes_per_second if config.rate_limits else 0)
     live = LiveFollower(body, pacer, config.getmedia_idle_timeout_s)
-    ahead = ReadAhead(state)
-    try:
-        await _serve(service, state, body, seq, pacer, live, ahead)
-    finally:
-        ahead.close()
-
-
-async def _serve(
-    service: MediaService,
-    state: StreamState,
-    body: ChunkedBody,
-    seq: int,
-    pacer: Pacer,
-    live: LiveFollower,
-    ahead: ReadAhead,
-) -> None:
-    ready: deque[Fragment] = deque()  # read ahead from the store, in seq order
-    while not state.closed and not service.closing:
-        expired = service.store.expired(state.info.key)
-        if expired is not None and seq <= expired.seq:
-            # Retention deleted what this reader was due next: say so (4000), go on after it.
-            await body.send(not_found_chunk(expired.number))
-            seq = expired.seq + 1
-            continue
-        growing, sent = live.growing, live.sent  # set if the stream let go mid-fragment
-        if growing is None and state.growing is not None and state.growing.seq == seq:
-            growing, sent = state.growing, 0
-        if growing is not None:
-            now_sent = await send_growing(body, growing, sent, pacer)
-            if now_sent is None:
-                live.growing, seq = None, growing.seq + 1
-                live.sent_one()
+    with closing(ReadAhead(state)) as stored:
+        while not state.closed and not service.closing:
+            expired = service.store.expired(state.info.key)
+            if expired is not None and seq <= expired.seq:
+                # Retention deleted what this reader was due next: say so (4000), go on after it.
+                await body.send(not_found_chunk(expired.number))
+                seq = expired.seq + 1
                 continue
-            await live.follow_from(state, seq, growing, now_sent)
-            seq = live.seq
-            continue
-        meta = state.first_from(seq)
-        if meta is None or meta.seq > state.last_completed_seq:
-            if time.monotonic() >= live.idle_until or body.closed:
-                return
-            await live.follow_from(state, seq, None, 0)
-            seq = live.seq
-            continue
-        seq = meta.seq + 1
-        if not ready or ready[0].meta.seq != meta.seq:
-            ready = deque(await ahead.run_from(meta))
-        if not ready:
-            await body.send(not_found_chunk(meta.number))
-            continue
-        fragment = ready.popleft()
-        await body.send(*chunk_parts(fragment, now_ms()))
-        await pacer.spend(fragment.meta.size)
-        live.sent_one()
+            growing, sent = live.growing, live.sent  # set if the stream let go mid-fragment
+            if growing is None and state.growing is not None and state.growing.seq == seq:
+                growing, sent = state.growing, 0
+            if growing is not None:
+                now_sent = await send_growing(body, growing, sent, pacer)
+                if now_sent is None:
+                    live.growing, seq = None, growing.seq + 1
+                    live.reset_idle()
+                    continue
+                await live.follow_from(state, seq, growing, now_sent)
+                seq = live.seq
+                continue
+            meta = state.first_from(seq)
+            if meta is None or meta.seq > state.last_completed_seq:
+                if time.monotonic() >= live.idle_until or body.closed:
+                    return
+                await live.follow_from(state, seq, None, 0)
+                seq = live.seq
+                continue
+            seq = meta.seq + 1
+            fragment = await stored.fragment(meta)
+            if fragment is None:
+                await body.send(not_found_chunk(meta.number))
+                continue
+            await body.send(*chunk_parts(fragment, now_ms()))
+            await pacer.spend(fragment.meta.size)
+            live.reset_idle()
 
 
 class ReadAhead:
-    """Reads the next run of stored fragments while this one is being sent.
+    """One reader's stored fragments, a run at a time; the next run is read while this one
+    is sent.
 
     The disk thread's preads (and CRCs of 1 MiB or more) run without the GIL, so
     reading the next run overlaps sending this one instead of following it.
@@ -240,9 +224,16 @@ class ReadAhead:
 
     def __init__(self, state: StreamState) -> None:
         self.state = state
+        self.ready: deque[Fragment] = deque()  # the run being sent, in seq order
         self.next: tuple[int, asyncio.Future[list[Fragment]]] | None = None
 
-    async def run_from(self, first: FragmentMeta) -> list[Fragment]:
+    async def fragment(self, meta: FragmentMeta) -> Fragment | None:
+        """``meta``'s fragment, from the run in hand or a new one; None if it is gone."""
+        if not self.ready or self.ready[0].meta.seq != meta.seq:
+            self.ready = deque(await self._run_from(meta))
+        return self.ready.popleft() if self.ready else None
+
+    async def _run_from(self, first: FragmentMeta) -> list[Fragment]:
         """``read_run(first)``, read already if it was next; starts reading the run after it."""
         if self.next is not None and self.next[0] == first.seq:
             run = await self.next[1]

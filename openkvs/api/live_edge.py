@@ -110,7 +110,7 @@ class LiveFollower:
         self.sent = 0
         self._released: asyncio.Future[None] | None = None
 
-    def sent_one(self) -> None:
+    def reset_idle(self) -> None:
         """A fragment went out: the idle timeout starts again."""
         self.idle_until = time.monotonic() + self.idle_s
 
@@ -160,7 +160,7 @@ class LiveFollower:
             if not growing.complete:
                 return True
             self.growing, self.seq = None, growing.seq + 1
-            self.sent_one()
+            self.reset_idle()
 
     def _write(self, piece: bytes) -> bool:
         if not self.body.has_room() or not self.pacer.take(len(piece)):
