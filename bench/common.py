@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from openkvs.getmedia.chunk import CONTINUATION_TOKEN, chunk_parts  # noqa: E402
-from openkvs.ingest.fragmenter import FragmentDone, Fragmenter  # noqa: E402
-from openkvs.model import Fragment, FragmentMeta, FragmentNumber, StreamInfo  # noqa: E402
+from openkvs.server.model import Fragment, FragmentMeta, FragmentNumber, StreamInfo  # noqa: E402
+from openkvs.wire.chunk import CONTINUATION_TOKEN  # noqa: E402
+from openkvs.wire.fragmenter import FragmentDone, Fragmenter  # noqa: E402
 from tests.media import cluster, end_of_fragment, simple_block, synthetic_mkv  # noqa: E402
 
 KB, MB = 1 << 10, 1 << 20
@@ -308,8 +308,7 @@ def media_body(fragment_bytes: int, count: int, first_ms: int = 0, frames: int =
     unit = fragment_bytes / sum(weights)
     payloads = {w: os.urandom(max(1, int(unit * w) - 32)) for w in set(weights)}
     blocks = [
-        simple_block(1, i * 1000 // frames, payloads[w], key=i == 0)
-        for i, w in enumerate(weights)
+        simple_block(1, i * 1000 // frames, payloads[w], key=i == 0) for i, w in enumerate(weights)
     ]
     return synthetic_mkv(
         [cluster(first_ms + i * 1000, blocks) + end_of_fragment() for i in range(count)]
@@ -347,7 +346,7 @@ def chunked(data: bytes) -> bytes:
 
 def getmedia_chunks(fragments: list[Fragment]) -> list[bytes]:
     """The bytes GetMedia sends for each stored fragment: one HTTP chunk holding it."""
-    return [chunked(b"".join(chunk_parts(f, START_MS))) for f in fragments]
+    return [chunked(b"".join(f.chunk(START_MS))) for f in fragments]
 
 
 def getmedia_request(stream: str, selector: str = "EARLIEST") -> bytes:
@@ -376,7 +375,7 @@ async def request_json(url: str, op: str, body: dict[str, object]) -> dict[str, 
 def _tail_layout() -> tuple[int, int]:
     """(bytes after the CONTINUATION_TOKEN name to the chunk's end, length of its value)."""
     meta = FragmentMeta(FragmentNumber.make(1, START_MS), START_MS, 0, 1000, 1)
-    tail = chunk_parts(Fragment(meta, b"", b"x"), START_MS)[-1]
+    tail = Fragment(meta, b"", b"x").chunk(START_MS)[-1]
     return len(tail) - tail.rfind(MARKER) - len(MARKER), len(str(meta.number))
 
 

@@ -41,8 +41,8 @@ from bench.common import (
     standalone,
     stream_info,
 )
-from openkvs.model import Fragment
-from openkvs.store.embedded import EmbeddedStore
+from openkvs.server.model import Fragment
+from openkvs.server.store.embedded import EmbeddedStore
 
 OPTIONS = {"mb": 256, "rounds": 2}
 
@@ -54,9 +54,10 @@ async def fill(data_dir: Path, streams: dict[str, list[Fragment]]) -> None:
     try:
         for name, fragments in streams.items():
             info = stream_info(name)
-            await store.save_stream(info)
+            await store.save_stream(info, None)
+            claim = await store.claim_writer(info.key)
             for fragment in fragments:
-                await store.append(info.key, fragment)
+                await store.append(claim, [fragment])
     finally:
         await store.close()
 

@@ -21,7 +21,7 @@ if __package__ in (None, ""):
 
 from bench.common import Row, Settings, openkvs_server, request_json, rss_bytes, standalone
 from bench.store import fill_small
-from openkvs.store.log import PREFIX
+from openkvs.server.store.log import PREFIX
 
 OPTIONS = {"fragments": 1_000_000}
 

@@ -21,9 +21,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import MB, Row, Settings, standalone, stream_info, write_synced
-from openkvs.model import Fragment, FragmentMeta, FragmentNumber, StreamInfo
-from openkvs.store.embedded import EmbeddedStore
-from openkvs.store.log import SegmentWriter
+from openkvs.server.model import Fragment, FragmentMeta, FragmentNumber, StreamInfo
+from openkvs.server.store.embedded import EmbeddedStore
 
 OPTIONS = {"count": 200, "rounds": 5, "small": 100_000}
 HEADER = b"\x1aE\xdf\xa3" + bytes(range(256)) * 12  # about 3 KB, like a producer's header
@@ -39,7 +38,7 @@ async def new_stream(directory: Path, name: str) -> tuple[EmbeddedStore, StreamI
     store = EmbeddedStore(str(directory))
     await store.open()
     info = stream_info(name)
-    await store.save_stream(info)
+    await store.save_stream(info, None)
     return store, info
 
 
@@ -49,9 +48,10 @@ async def append_rate(directory: Path, name: str, bodies: list[bytes]) -> float:
     base_ms = int(time.time() * 1000)
     fragments = [fragment(seq, body, HEADER, base_ms) for seq, body in enumerate(bodies, 1)]
     try:
+        claim = await store.claim_writer(info.key)
         started = time.perf_counter()
         for f in fragments:
-            await store.append(info.key, f)
+            await store.append(claim, [f])
         return sum(map(len, bodies)) / 1e6 / (time.perf_counter() - started)
     finally:
         await store.close()
@@ -60,17 +60,20 @@ async def append_rate(directory: Path, name: str, bodies: list[bytes]) -> float:
 async def fill_small(directory: Path, name: str, count: int) -> StreamInfo:
     """A stream of ``count`` 1 KB fragments (a new header every 100), written fast.
 
-    Real records through the real SegmentWriter, with fdatasync skipped; the newest
-    fragment is the present, one millisecond apart, so retention keeps them all.
+    Real records (and index snapshots) through the real store, 64 per group commit as
+    a busy PutMedia would, with fdatasync skipped; the newest fragment is the present,
+    one millisecond apart, so retention keeps them all.
     """
     store, info = await new_stream(directory, name)
-    await store.close()
-    writer = SegmentWriter(os.path.join(store.root, info.key), store.segment_bytes)
     body, base_ms = os.urandom(1000), int(time.time() * 1000) - count
+    claim = await store.claim_writer(info.key)
     with mock.patch.object(os, "fdatasync", lambda fd: None):
-        for seq in range(1, count + 1):
-            writer.append(fragment(seq, body, HEADER + b"%d" % (seq // 100), base_ms))
-    writer.close()
+        for first in range(1, count + 1, 64):
+            batch = range(first, min(count, first + 63) + 1)
+            await store.append(
+                claim, [fragment(s, body, HEADER + b"%d" % (s // 100), base_ms) for s in batch]
+            )
+        await store.close()
     os.sync()
     return info
 
@@ -92,7 +95,9 @@ async def reopen_time(directory: Path) -> tuple[float, int]:
     started = time.perf_counter()
     infos = await store.open()
     elapsed = time.perf_counter() - started
-    count = sum(len(store.index(info.key)) for info in infos)
+    count = 0
+    for info in infos:
+        count += len(await store.fragments_after(info.key, -1, 1 << 40))
     await store.close()
     return elapsed, count
 

@@ -42,6 +42,8 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     extra: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+    """Where the server's stderr (its JSON log lines) goes; None: the test's own stderr."""
 
     @property
     def url(self) -> str:
@@ -51,7 +53,12 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         cmd = [sys.executable, "-m", "openkvs", "serve", "--host", "127.0.0.1"]
         cmd += ["--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra]
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE if False else None)
+        log = open(self.log, "ab") if self.log is not None else None  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(cmd, stderr=log)
+        finally:
+            if log is not None:
+                log.close()
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -91,11 +98,14 @@ class ServerProcess:
 
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator[object]:
-    """A factory: ``make_server(*extra_flags)`` starts a server; all are stopped at teardown."""
+    """A factory: ``make_server(*extra_flags, log=False)`` starts a server (``log``: its
+    stderr to ``server.log``); all are stopped at teardown."""
     started: list[ServerProcess] = []
 
-    def make(*extra: str, data_dir: Path | None = None) -> ServerProcess:
+    def make(*extra: str, data_dir: Path | None = None, log: bool = False) -> ServerProcess:
         server = ServerProcess(data_dir or tmp_path / f"data{len(started)}", extra=list(extra))
+        if log:
+            server.log = tmp_path / f"server{len(started)}.log"
         started.append(server)
         return server.start()
 

@@ -6,7 +6,7 @@ import asyncio
 import threading
 from typing import Any
 
-from openkvs.mkv.reader import EbmlHeader, EndOfStream, MkvReader
+from openkvs.wire.mkv.reader import EbmlHeader, EndOfStream, MkvReader
 from tests.conftest import ServerProcess
 from tests.layout import aws_tags
 from tests.producer import PutMediaResult, put_media

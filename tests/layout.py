@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from openkvs.mkv import ebml
-from openkvs.mkv.elements import parse_simple_tags
-from openkvs.mkv.reader import ClusterStart, EbmlHeader, Element, MkvError, MkvReader, SegmentStart
+from openkvs.wire.mkv import ebml
+from openkvs.wire.mkv.elements import parse_simple_tags
+from openkvs.wire.mkv.reader import (
+    ClusterStart,
+    EbmlHeader,
+    Element,
+    MkvError,
+    MkvReader,
+    SegmentStart,
+)
 
 AWS_PREFIX = "AWS_KINESISVIDEO_"
 

@@ -70,13 +70,13 @@ def probe_frames(path: Path) -> list[tuple[str, float]]:
 
 
 def ebml_header() -> bytes:
-    from openkvs.getmedia.chunk import _EBML_HEADER
+    from openkvs.wire.chunk import _EBML_HEADER
 
     return _EBML_HEADER
 
 
 def track_entry(number: int, codec: str = "V_MPEG4/ISO/AVC") -> bytes:
-    from openkvs.mkv import ebml
+    from openkvs.wire.mkv import ebml
 
     return ebml.element(
         ebml.TRACK_ENTRY,
@@ -87,14 +87,14 @@ def track_entry(number: int, codec: str = "V_MPEG4/ISO/AVC") -> bytes:
 
 
 def simple_block(track: int, relative: int, payload: bytes = b"frame", key: bool = True) -> bytes:
-    from openkvs.mkv import ebml
+    from openkvs.wire.mkv import ebml
 
     head = ebml.encode_size(track) + relative.to_bytes(2, "big", signed=True)
     return ebml.element(ebml.SIMPLE_BLOCK, head + bytes([0x80 if key else 0]) + payload)
 
 
 def cluster(timecode: int, blocks: list[bytes], known_size: bool = False) -> bytes:
-    from openkvs.mkv import ebml
+    from openkvs.wire.mkv import ebml
 
     body = ebml.element(ebml.CLUSTER_TIMECODE, timecode.to_bytes(8, "big")) + b"".join(blocks)
     if known_size:
@@ -106,7 +106,7 @@ def synthetic_mkv(
     clusters: list[bytes], tracks: tuple[int, ...] = (1,), pre_cluster: bytes = b""
 ) -> bytes:
     """A PutMedia body shaped like the producer SDK's: unknown-size Segment and Clusters."""
-    from openkvs.mkv import ebml
+    from openkvs.wire.mkv import ebml
 
     info = ebml.element(ebml.INFO, ebml.uint_element(ebml.TIMECODE_SCALE, 1_000_000))
     tracks_el = ebml.element(ebml.TRACKS, b"".join(track_entry(n) for n in tracks))
@@ -122,8 +122,8 @@ def synthetic_mkv(
 
 
 def end_of_fragment() -> bytes:
-    from openkvs.ingest.fragmenter import END_OF_FRAGMENT
-    from openkvs.mkv.elements import tags_element
+    from openkvs.wire.fragmenter import END_OF_FRAGMENT
+    from openkvs.wire.mkv.elements import tags_element
 
     return tags_element([(END_OF_FRAGMENT, "")], width=1)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -43,7 +43,7 @@ async def _read_chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
 async def put_media(
     url: str,
     stream_name: str,
-    body: bytes | Iterable[bytes],
+    body: bytes | Iterable[bytes] | AsyncIterable[bytes],
     *,
     timecode_type: str = "ABSOLUTE",
     start_timestamp: str | None = "1700000000.000",
@@ -53,8 +53,13 @@ async def put_media(
     finish: bool = True,
     wait_for_acks: int | None = None,
     on_ack: Callable[[dict], None] | None = None,
+    on_status: Callable[[int], None] | None = None,
 ) -> PutMediaResult:
-    """Send ``body`` (bytes cut in ``piece``-sized chunks, or an iterable of chunks)."""
+    """Send ``body`` (bytes cut in ``piece``-sized chunks, or an iterable of chunks).
+
+    ``on_status`` sees the response status as soon as it arrives (a 200 comes before
+    the body is sent, as the KVS producer SDKs expect).
+    """
     parts = urlsplit(url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     headers = {
@@ -84,6 +89,8 @@ async def put_media(
         if status != 100:
             break
     result = PutMediaResult(status, response_headers)
+    if on_status is not None:
+        on_status(status)
     if status != 200:
         length = int(response_headers.get("content-length", "0"))
         result.body = await reader.readexactly(length)
@@ -102,13 +109,8 @@ async def put_media(
                 on_ack(result.acks[-1])
 
     acks = asyncio.create_task(collect())
-    pieces = (
-        [body[i : i + piece] for i in range(0, len(body), piece)]
-        if isinstance(body, bytes | bytearray)
-        else body
-    )
     try:
-        for data in pieces:
+        async for data in _pieces(body, piece):
             if acks.done():
                 break
             writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
@@ -128,3 +130,16 @@ async def put_media(
     finally:
         writer.close()
     return result
+
+
+async def _pieces(
+    body: bytes | Iterable[bytes] | AsyncIterable[bytes], piece: int
+) -> AsyncIterator[bytes]:
+    if isinstance(body, AsyncIterable):
+        async for data in body:
+            yield data
+        return
+    if isinstance(body, bytes | bytearray):
+        body = [body[i : i + piece] for i in range(0, len(body), piece)]
+    for data in body:
+        yield data

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from openkvs.model import Fragment, FragmentMeta, FragmentNumber, StreamInfo
-from openkvs.store.embedded import EmbeddedStore
+from openkvs.server.model import Fragment, FragmentMeta, FragmentNumber, StreamInfo
+from openkvs.server.store.embedded import EmbeddedStore
 
 CRASH_STREAM = StreamInfo(name="crash", arn="arn:crash", creation_ms=1, version="1")
 
@@ -31,11 +31,12 @@ async def main(data_dir: str, segment_bytes: int) -> None:
     store = EmbeddedStore(data_dir, segment_bytes=segment_bytes)
     key = CRASH_STREAM.key
     if not any(info.key == key for info in await store.open()):
-        await store.save_stream(CRASH_STREAM)
-    stored = store.index(key)
-    seq = stored[-1].seq + 1 if stored else 1
+        await store.save_stream(CRASH_STREAM, None)
+    claim = await store.claim_writer(key)
+    last = await store.last_fragment(key)
+    seq = last.seq + 1 if last else 1
     while True:
-        await store.append(key, crash_fragment(seq))
+        await store.append(claim, [crash_fragment(seq)])
         sys.stdout.write(f"{seq}\n")
         sys.stdout.flush()
         seq += 1

@@ -29,7 +29,7 @@ from botocore.config import Config as BotoConfig
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from openkvs.auth import (
+from openkvs.server.auth import (
     AuthConfigError,
     Received,
     Secret,
@@ -38,8 +38,8 @@ from openkvs.auth import (
     parse_rules,
     verify,
 )
-from openkvs.auth.sigv4 import EMPTY_SHA256
-from openkvs.errors import (
+from openkvs.server.auth.sigv4 import EMPTY_SHA256
+from openkvs.server.errors import (
     AwsError,
     IncompleteSignatureException,
     InvalidSignatureException,

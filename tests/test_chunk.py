@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from openkvs.getmedia.chunk import chunk_parts, error_chunk, seconds
-from openkvs.ingest.fragmenter import FragmentDone, Fragmenter
-from openkvs.model import Fragment, FragmentMeta, FragmentNumber
+from openkvs.server.model import Fragment, FragmentMeta, FragmentNumber
+from openkvs.wire.chunk import error_chunk, seconds
+from openkvs.wire.fragmenter import FragmentDone, Fragmenter
 from tests.conftest import fixture_path
 from tests.layout import aws_skeleton, aws_tags, chunk_layouts
 
@@ -24,7 +24,7 @@ def sdk_fragments(sdk_capture: bytes) -> list[Fragment]:
 
 
 def test_layout_matches_aws_capture_element_for_element(sdk_capture: bytes) -> None:
-    ours = b"".join(b"".join(chunk_parts(f, 1_700_000_001_000)) for f in sdk_fragments(sdk_capture))
+    ours = b"".join(b"".join(f.chunk(1_700_000_001_000)) for f in sdk_fragments(sdk_capture))
     theirs = fixture_path("aws-getmedia/output_get_media.mkv").read_bytes()
     our_layouts, aws_layouts = chunk_layouts(ours), chunk_layouts(theirs)
     assert len(our_layouts) == 2
@@ -37,7 +37,7 @@ def test_layout_matches_aws_capture_element_for_element(sdk_capture: bytes) -> N
 
 def test_aws_tags_use_four_byte_sizes_like_aws(sdk_capture: bytes) -> None:
     fragment = sdk_fragments(sdk_capture)[0]
-    head, body, tail = chunk_parts(fragment, fragment.meta.server_ms + 910)
+    head, body, tail = fragment.chunk(fragment.meta.server_ms + 910)
     theirs = fixture_path("aws-getmedia/output_get_media.mkv").read_bytes()
     start = theirs.index(bytes.fromhex("1254c3671000"))
     prefix = theirs[start : start + 26]

@@ -331,7 +331,7 @@ def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         await real_async_sleep(0)
 
     monkeypatch.setattr(time, "sleep", delays.append)
-    monkeypatch.setattr(openkvs.aio.media.asyncio, "sleep", no_async_wait)
+    monkeypatch.setattr(openkvs.aio.async_client.asyncio, "sleep", no_async_wait)
     return delays
 
 

@@ -29,22 +29,24 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from openkvs.api.control import ControlPlane
-from openkvs.config import Config
-from openkvs.errors import (
+from openkvs.server.config import Config
+from openkvs.server.control.plane import ControlPlane
+from openkvs.server.errors import (
     InvalidArgumentException,
     ResourceInUseException,
     ResourceNotFoundException,
     VersionMismatchException,
 )
-from openkvs.model import StreamInfo
-from openkvs.store.base import StoreError
-from openkvs.store.memory import MemoryStore
+from openkvs.server.model import StreamInfo
+from openkvs.server.store.base import StoreError
+from openkvs.server.store.memory import MemoryStore
 from tests.conftest import ServerProcess
 
 # The store the module's server uses: None = the default on-disk store (once it exists),
 # ":memory:" = MemoryStore. Set it to ":memory:" by hand to rule the disk out.
-STORE: str | None = None if importlib.util.find_spec("openkvs.store.embedded") else ":memory:"
+STORE: str | None = (
+    None if importlib.util.find_spec("openkvs.server.store.embedded") else ":memory:"
+)
 
 ARN = re.compile(
     r"arn:aws:kinesisvideo:us-west-2:123456789012:stream/(?P<name>[\w.-]+)/(?P<ms>\d+)"
@@ -730,11 +732,11 @@ class YieldingStore(MemoryStore):
         super().__init__()
         self.fail = False
 
-    async def save_stream(self, info: StreamInfo) -> None:
+    async def save_stream(self, info: StreamInfo, expected_version: str | None) -> None:
         await asyncio.sleep(0.001)
         if self.fail:
             raise StoreError("disk full")
-        await super().save_stream(info)
+        await super().save_stream(info, expected_version)
 
 
 def plane(store: MemoryStore | None = None, clock: Callable[[], float] = time.time) -> ControlPlane:
@@ -803,10 +805,15 @@ async def test_failed_write_changes_nothing() -> None:
 
 
 async def test_updates_reach_holders_and_deletion_notifies() -> None:
-    """The media layer holds StreamInfo objects: updates apply in place; deletion calls listeners."""
+    """The media layer holds StreamInfo objects: updates apply in place; deletion closes
+    the stream's runtime before the store deletes its data."""
     control = plane()
-    deleted: list[StreamInfo] = []
-    control.add_listener(deleted.append)
+    deleted: list[tuple[StreamInfo, bool]] = []
+
+    async def close(info: StreamInfo) -> None:
+        deleted.append((info, any(s.key == info.key for s in await control.store.open())))
+
+    control.before_delete(close)
     arn = (await call(control, "createStream", StreamName="s"))["StreamARN"]
     held = control.resolve(None, arn)
     await call(
@@ -819,7 +826,7 @@ async def test_updates_reach_holders_and_deletion_notifies() -> None:
     )
     assert held.data_retention_hours == 3 and control.all_streams() == [held]
     await call(control, "deleteStream", StreamARN=arn)
-    assert deleted == [held] and held.status == "DELETING"
+    assert deleted == [(held, True)] and held.status == "DELETING"
     assert control.get("s") is None and control.all_streams() == []
     with pytest.raises(ResourceNotFoundException):
         control.resolve("s", None)

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from openkvs.mkv import ebml
-from openkvs.mkv.reader import (
+from openkvs.wire.mkv import ebml
+from openkvs.wire.mkv.reader import (
     ClusterStart,
     EbmlHeader,
     Element,

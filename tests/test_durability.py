@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from openkvs.store.embedded import EmbeddedStore
+from openkvs.server.store.embedded import EmbeddedStore
 from tests.conftest import ServerProcess
 from tests.kvs import chunks, create_stream, get_media, put
 from tests.layout import aws_tags
 from tests.media import synthetic_mkv
 from tests.producer import put_media
 from tests.test_crash import make_fragment, segments, stored_cluster, stream_dir
-from tests.test_store import CAM, frag
+from tests.test_store import CAM, append, frag, index
 
 FAST = ("--no-rate-limits", "--getmedia-idle-timeout-s", "0.3")
 EARLIEST = {"StartSelectorType": "EARLIEST"}
@@ -187,17 +187,17 @@ async def test_an_append_does_not_wait_for_retention_deleting_its_own_stream(
     being written, expires; its next fragment must not wait for all those deletions."""
     store = EmbeddedStore(str(tmp_path), segment_bytes=1)
     await store.open()
-    await store.save_stream(CAM)
+    await store.save_stream(CAM, None)
     for seq in range(1, 401):
-        await store.append(CAM.key, frag(seq))
+        await append(store, CAM.key, frag(seq))
     truncation = asyncio.create_task(store.truncate_before(CAM.key, 10**15))
     await asyncio.sleep(0)  # the index is cut, the files are being deleted
-    assert store.index(CAM.key) == [] and store.expired(CAM.key) == frag(400).meta
-    await store.append(CAM.key, frag(401))
+    assert await index(store, CAM.key) == [] and await store.expired(CAM.key) == frag(400).meta
+    await append(store, CAM.key, frag(401))
     assert not truncation.done(), "the append waited for retention"
     assert await truncation == 400
     await store.close()
     again = EmbeddedStore(str(tmp_path))
     await again.open()
-    assert again.index(CAM.key) == [frag(401).meta]
+    assert await index(again, CAM.key) == [frag(401).meta]
     await again.close()

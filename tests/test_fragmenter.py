@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from openkvs.ingest.fragmenter import FragmentBegun, FragmentDone, Fragmenter, FragmentError
-from openkvs.mkv.elements import tags_element
+from openkvs.wire.fragmenter import FragmentBegun, FragmentDone, Fragmenter, FragmentError
+from openkvs.wire.mkv.elements import tags_element
 from tests.media import cluster, end_of_fragment, simple_block, synthetic_mkv
 
 

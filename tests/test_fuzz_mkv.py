@@ -27,7 +27,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from openkvs.getmedia.chunk import (
+from openkvs.media.reader import FragmentReader, GetMediaError, MediaFragment
+from openkvs.wire import error_ids
+from openkvs.wire.chunk import (
     CONTINUATION_TOKEN,
     ERROR_CODE,
     ERROR_ID,
@@ -35,17 +37,15 @@ from openkvs.getmedia.chunk import (
     MILLIS_BEHIND_NOW,
     SERVER_TIMESTAMP,
 )
-from openkvs.ingest.fragmenter import (
-    ERROR_INVALID_MKV,
+from openkvs.wire.fragmenter import (
     FragmentDone,
     Fragmenter,
     FragmenterEvent,
     FragmentError,
 )
-from openkvs.media.reader import FragmentReader, GetMediaError, MediaFragment
-from openkvs.mkv import ebml
-from openkvs.mkv.elements import MAX_SIMPLE_TAG_DEPTH, parse_simple_tags, tags_element
-from openkvs.mkv.reader import Event, MkvError, MkvReader
+from openkvs.wire.mkv import ebml
+from openkvs.wire.mkv.elements import MAX_SIMPLE_TAG_DEPTH, parse_simple_tags, tags_element
+from openkvs.wire.mkv.reader import Event, MkvError, MkvReader
 from tests.conftest import FIXTURES
 from tests.media import cluster, end_of_fragment, simple_block, synthetic_mkv
 
@@ -463,7 +463,7 @@ def test_a_tags_bomb_is_scanned_in_constant_memory() -> None:
 def test_errors_are_typed_even_for_the_fragmenter_after_an_error() -> None:
     fragmenter = Fragmenter()
     fragmenter.feed(b"\x00garbage", 0)
-    assert fragmenter.error is not None and fragmenter.error.error_id == ERROR_INVALID_MKV
+    assert fragmenter.error is not None and fragmenter.error.error_id == error_ids.INVALID_MKV
     with pytest.raises(FragmentError):
         fragmenter.feed(b"more", 1)
 

@@ -29,11 +29,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openkvs.api.control import OPERATIONS
-from openkvs.api.validate import service_model
-from openkvs.getmedia.chunk import CONTINUATION_TOKEN, MILLIS_BEHIND_NOW
 from openkvs.media.reader import FragmentReader
-from openkvs.mkv.elements import tags_element
+from openkvs.server.control.plane import OPERATIONS
+from openkvs.server.validate import service_model
+from openkvs.wire.chunk import CONTINUATION_TOKEN, MILLIS_BEHIND_NOW
+from openkvs.wire.mkv.elements import tags_element
 from tests.conftest import ServerProcess
 from tests.kvs import create_stream, get_media
 from tests.media import cluster, end_of_fragment, simple_block, synthetic_mkv

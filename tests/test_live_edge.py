@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from openkvs.mkv import ebml
+from openkvs.wire.mkv import ebml
 from tests.kvs import LiveReader, chunks, create_stream, get_media, numbers
 from tests.layout import aws_tags
 from tests.media import cluster, end_of_fragment, simple_block, synthetic_mkv
@@ -56,7 +56,9 @@ def test_a_now_reader_gets_frames_before_the_fragment_completes(make_server) -> 
     stored = get_media(server, "edge", {"StartSelectorType": "EARLIEST"})
     assert numbers(live) == numbers(stored) and len(numbers(live)) == 1
     tags = [{k: v for k, v in t.items() if k != "MILLIS_BEHIND_NOW"} for t in aws_tags(live)]
-    assert tags == [{k: v for k, v in t.items() if k != "MILLIS_BEHIND_NOW"} for t in aws_tags(stored)]
+    assert tags == [
+        {k: v for k, v in t.items() if k != "MILLIS_BEHIND_NOW"} for t in aws_tags(stored)
+    ]
     (live_chunk,), (stored_chunk,) = chunks(live), chunks(stored)
     assert len(live_chunk) == len(stored_chunk)  # same bytes but for the MILLIS_BEHIND_NOW value
 

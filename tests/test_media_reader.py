@@ -7,7 +7,6 @@ from pathlib import Path
 import av
 import pytest
 
-from openkvs.getmedia.chunk import error_chunk
 from openkvs.media import (
     FragmentReader,
     GetMediaError,
@@ -16,7 +15,8 @@ from openkvs.media import (
     iter_fragments,
     write_mkv,
 )
-from openkvs.mkv.reader import MkvError
+from openkvs.wire.chunk import error_chunk
+from openkvs.wire.mkv.reader import MkvError
 from tests.conftest import fixture_path
 from tests.kvs import chunks, create_stream, put
 from tests.layout import aws_tags

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from openkvs.mkv import ebml
-from openkvs.mkv.reader import (
+from openkvs.wire.mkv import ebml
+from openkvs.wire.mkv.reader import (
     ClusterEnd,
     ClusterStart,
     EbmlHeader,
@@ -185,3 +187,50 @@ def test_large_frames_in_any_pieces_come_out_byte_exact() -> None:
     cut = data[: len(data) - 400_000]  # ends inside the second large frame
     assert summary(read_all(cut, 65536)) == summary(read_all(cut, len(cut)))
     assert isinstance(read_all(cut, 65536)[-1], tuple)
+
+
+LARGE_FRAMES = synthetic_mkv(
+    [
+        cluster(0, [simple_block(1, 40 * k, bytes([k + 1]) * (270_000 + k)) for k in range(3)]),
+        cluster(1000, [simple_block(1, 0, b"small"), simple_block(1, 40, b"x" * 300_000)]),
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(
+    cuts=st.lists(st.integers(0, len(LARGE_FRAMES)), max_size=12),
+    drain_every=st.integers(1, 6),
+)
+def test_k_feeds_then_drain_gives_the_events_of_one_feed(cuts: list[int], drain_every: int) -> None:
+    """Feeding only buffers: however many feeds come before ``next_event``, the events
+    (large elements gathered over several feeds included) are those of one whole feed."""
+    whole = read_all(LARGE_FRAMES, len(LARGE_FRAMES))
+    bounds = [0, *sorted(cuts), len(LARGE_FRAMES)]
+    reader = MkvReader()
+    events: list[object] = []
+    for k, (start, end) in enumerate(zip(bounds, bounds[1:], strict=False)):
+        reader.feed(LARGE_FRAMES[start:end])
+        if k % drain_every == drain_every - 1:
+            events += reader.events()
+    reader.feed_eof()
+    events += reader.events()
+    assert summary(events) == summary(whole)
+    raw = b"".join(
+        e.raw for e in events if isinstance(e, (Element, EbmlHeader, SegmentStart, ClusterStart))
+    )
+    assert raw == LARGE_FRAMES
+
+
+def test_two_feeds_past_a_large_element_before_reading() -> None:
+    """The case that failed: a large element completed by one feed and followed by another."""
+    frame = simple_block(1, 0, b"f" * 300_000)
+    data = synthetic_mkv([cluster(0, [frame, simple_block(1, 40, b"g")])])
+    start = data.find(frame)
+    reader = MkvReader()
+    reader.feed(data[: start + 1000])
+    head = reader.events()  # the large element starts being gathered
+    reader.feed(data[start + 1000 : start + len(frame) + 10])
+    reader.feed(data[start + len(frame) + 10 :])
+    reader.feed_eof()
+    assert summary(head + reader.events()) == summary(read_all(data, len(data)))

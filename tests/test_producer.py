@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from openkvs.producer import Ack, Producer, ProducerError
-from openkvs.producer.acks import AckError, AckParser
+from openkvs.wire.acks import AckError, AckParser
 from tests.kvs import create_stream, get_media
 from tests.media import probe_frames
 

@@ -72,8 +72,12 @@ def test_getmedia_byte_rate_per_session(make_server) -> None:
 
 def test_getmedia_connections_and_calls_are_configurable(make_server) -> None:
     server = make_server(
-        "--getmedia-max-connections", "1", "--getmedia-calls-per-second", "3",
-        "--getmedia-idle-timeout-s", "5",
+        "--getmedia-max-connections",
+        "1",
+        "--getmedia-calls-per-second",
+        "3",
+        "--getmedia-idle-timeout-s",
+        "5",
     )
     create_stream(server, "conf")
     media = server.client("kinesis-video-media")

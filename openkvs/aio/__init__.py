@@ -6,8 +6,8 @@ async with openkvs.aio.client("kinesis-video-media", endpoint_url=…) as kvs:
         ...
 """
 
+from openkvs.aio.async_client import KinesisVideoMediaClient
 from openkvs.aio.body import AioStreamingBody
-from openkvs.aio.media import KinesisVideoMediaClient
 from openkvs.aio.session import Session, client
 
 __all__ = ["AioStreamingBody", "KinesisVideoMediaClient", "Session", "client"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from openkvs.aio.media import KinesisVideoMediaClient
+from openkvs.aio.async_client import KinesisVideoMediaClient
 from openkvs.client.core import ClientSettings
 from openkvs.client.session import SessionBase
 

@@ -6,7 +6,7 @@
 ``openkvs.aio`` is the asyncio twin.
 """
 
-from openkvs.client.media import KinesisVideoMediaClient
 from openkvs.client.session import Session, client
+from openkvs.client.sync_client import KinesisVideoMediaClient
 
 __all__ = ["KinesisVideoMediaClient", "Session", "client"]

@@ -26,8 +26,8 @@ from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url, va
 
 from openkvs import __version__
 from openkvs.client.core import ClientSettings
-from openkvs.client.media import KinesisVideoMediaClient
 from openkvs.client.retry import RetryPolicy
+from openkvs.client.sync_client import KinesisVideoMediaClient
 
 SERVICE_NAME = "kinesis-video-media"
 USER_AGENT = f"openkvs/{__version__} botocore/{botocore.__version__}"

@@ -20,7 +20,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from openkvs.media.reader import MediaFragment, iter_fragments
-from openkvs.mkv.reader import MkvError
+from openkvs.wire.mkv.reader import MkvError
 
 log = logging.getLogger("openkvs.media")
 

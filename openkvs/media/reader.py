@@ -14,27 +14,24 @@ from typing import Any, Protocol
 import botocore.exceptions
 import urllib3.exceptions
 
-from openkvs.getmedia import chunk as tags
 from openkvs.media.decode import decode_arrays, decode_frames
-from openkvs.mkv import ebml
-from openkvs.mkv.elements import (
+from openkvs.wire.chunk import ChunkTags
+from openkvs.wire.mkv import ebml
+from openkvs.wire.mkv.elements import (
+    BlockHeader,
     TrackEntry,
-    parse_block_header,
     parse_simple_tags,
     parse_timecode_scale,
     parse_tracks,
 )
-from openkvs.mkv.reader import (
+from openkvs.wire.mkv.reader import (
     ClusterStart,
     EbmlHeader,
     Element,
     EndOfStream,
-    MkvError,
     MkvReader,
     SegmentStart,
 )
-
-_AWS = "AWS_KINESISVIDEO_"
 
 
 class GetMediaError(Exception):
@@ -74,20 +71,6 @@ class MediaFragment:
     def to_arrays(self, pixel_format: str = "rgb24") -> Iterator[Any]:
         """Each video frame as a numpy array (needs ``pip install 'openkvs[decode]'``)."""
         return decode_arrays(self.raw, pixel_format)
-
-
-def _int(text: str, name: str) -> int:
-    """A decimal AWS tag value; anything else is an MkvError, not a bare ValueError."""
-    try:
-        return int(text)
-    except ValueError:
-        raise MkvError(f"{name} is not a number: {text[:40]!r}") from None
-
-
-def _ms(seconds: str, name: str) -> int:
-    whole, _, frac = seconds.partition(".")
-    sign = -1 if whole.startswith("-") else 1
-    return _int(whole, name) * 1000 + sign * _int((frac + "000")[:3], name)
 
 
 class FragmentReader:
@@ -158,43 +141,25 @@ class FragmentReader:
         return False
 
     def _frame(self, current: MediaFragment, element: Element) -> None:
-        payload = element.payload
-        keyframe = element.id == ebml.SIMPLE_BLOCK
-        if element.id == ebml.BLOCK_GROUP:
-            children = dict(ebml.iter_children(payload))
-            payload = children.get(ebml.BLOCK, memoryview(b""))
-            keyframe = 0xFB not in children  # no ReferenceBlock: a keyframe
-        track, relative, flags = parse_block_header(payload)
-        head = ebml.read_size(payload, 0)
-        assert head is not None
-        keyframe = bool(flags & 0x80) if element.id == ebml.SIMPLE_BLOCK else keyframe
-        timestamp = self._cluster_ms + relative * self._scale // 1_000_000
-        current.frames.append(Frame(track, timestamp, keyframe, bytes(payload[head[1] + 3 :])))
+        block, data = BlockHeader.parse(element.id, element.payload)
+        timestamp = self._cluster_ms + block.timecode * self._scale // 1_000_000
+        current.frames.append(Frame(block.track, timestamp, block.keyframe, bytes(data)))
 
     def _tags(self, current: MediaFragment, pairs: list[tuple[str, str]]) -> bool:
-        values = dict(pairs)
-        if tags.ERROR_ID in values:
-            self.error = GetMediaError(
-                _int(values[tags.ERROR_ID] or "0", tags.ERROR_ID),
-                values.get(tags.ERROR_CODE, ""),
-                values.get(tags.FRAGMENT_NUMBER),
-            )
+        tags = ChunkTags.parse(pairs)
+        if tags.error_id is not None:
+            self.error = GetMediaError(tags.error_id, tags.error_code or "", tags.fragment_number)
             self._current = None
             return False
-        for name, value in pairs:
-            if name == tags.FRAGMENT_NUMBER:
-                current.number = value
-            elif name == tags.SERVER_TIMESTAMP:
-                current.server_timestamp_ms = _ms(value, name)
-            elif name == tags.PRODUCER_TIMESTAMP:
-                current.producer_timestamp_ms = _ms(value, name)
-            elif name == tags.MILLIS_BEHIND_NOW:
-                current.millis_behind_now = _int(value, name)
-            elif name == tags.CONTINUATION_TOKEN:
-                current.continuation_token = value
-            elif not name.startswith(_AWS):
-                current.tags[name] = value
-        return self._seen_cluster and tags.CONTINUATION_TOKEN in values
+        if tags.fragment_number is not None:  # the head's tags
+            current.number = tags.fragment_number
+            current.server_timestamp_ms = tags.server_ms
+            current.producer_timestamp_ms = tags.producer_ms
+        if tags.continuation_token is not None:  # the tail's
+            current.millis_behind_now = tags.millis_behind_now
+            current.continuation_token = tags.continuation_token
+        current.tags.update(tags.producer_tags)
+        return self._seen_cluster and tags.continuation_token is not None
 
     def _finish(self, out: list[MediaFragment]) -> None:
         if self._current is not None:

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from typing import BinaryIO
 
 from openkvs.media.reader import MediaFragment
-from openkvs.mkv import ebml
-from openkvs.mkv.reader import ClusterEnd, ClusterStart, EbmlHeader, Element, MkvReader
+from openkvs.wire.mkv import ebml
+from openkvs.wire.mkv.reader import ClusterEnd, ClusterStart, EbmlHeader, Element, MkvReader
 
 _HEADER_ELEMENTS = (ebml.INFO, ebml.TRACKS)
 

@@ -1,7 +1,7 @@
 """Producing: stream MKV into OpenKVS (or AWS) with PutMedia, surviving reconnects."""
 
-from openkvs.producer.acks import Ack
 from openkvs.producer.outbox import Summary
 from openkvs.producer.producer import Producer, ProducerError
+from openkvs.wire.acks import Ack
 
 __all__ = ["Ack", "Producer", "ProducerError", "Summary"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from openkvs.producer.acks import Ack
+from openkvs.wire.acks import Ack
 
 
 @dataclass(slots=True)

@@ -21,9 +21,9 @@ from botocore.awsrequest import AWSRequest
 
 from openkvs import __version__
 from openkvs.credentials import resolve
-from openkvs.producer.acks import Ack, AckError, AckParser
 from openkvs.producer.outbox import Outbox, OutgoingFragment, Summary
 from openkvs.producer.source import InputError, InputFragment, Source, read_fragments
+from openkvs.wire.acks import Ack, AckError, AckParser
 
 log = logging.getLogger("openkvs.producer")
 

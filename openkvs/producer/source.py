@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from openkvs.clock import now_ms
-from openkvs.ingest.fragmenter import END_OF_FRAGMENT, FragmentDone, Fragmenter
-from openkvs.mkv.elements import tags_element
+from openkvs.wire.fragmenter import END_OF_FRAGMENT, FragmentDone, Fragmenter
+from openkvs.wire.mkv.elements import tags_element
 
 PIECE = 1 << 20
 END_OF_FRAGMENT_TAGS = tags_element([(END_OF_FRAGMENT, "")])

@@ -1,0 +1,121 @@
+"""The ``openkvs`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import fields
+
+from openkvs import __version__, logs
+from openkvs.server.config import Config
+
+_FLAGS = {
+    "host": "address to listen on",
+    "port": "port to listen on",
+    "data_dir": "where the embedded store keeps streams and fragments",
+    "segment_bytes": "size at which the store starts a new segment file (retention frees whole files)",
+    "public_url": "base URL GetDataEndpoint returns (default: this server's own)",
+    "region": "region used in stream ARNs",
+    "account_id": "account id used in stream ARNs",
+    "log_level": "debug, info, warning or error",
+    "getmedia_idle_timeout_s": "seconds a caught-up GetMedia waits for a new fragment before ending",
+    "getmedia_calls_per_second": "GetMedia calls per second per stream",
+    "getmedia_max_connections": "concurrent GetMedia sessions per stream",
+    "getmedia_max_bytes_per_second": "GetMedia bytes per second per session",
+    "putmedia_calls_per_second": "PutMedia calls per second per stream",
+    "putmedia_max_bytes_per_second": "PutMedia bytes per second per stream (read slower beyond it)",
+    "putmedia_idle_timeout_s": "seconds without data before a PutMedia is closed",
+    "putmedia_idle_ack_interval_s": "seconds between IDLE acks while a PutMedia sends nothing",
+    "max_fragment_bytes": "largest fragment accepted",
+    "max_fragment_duration_ms": "longest fragment accepted",
+    "max_tracks": "most tracks a PutMedia may declare",
+    "max_header_bytes": "most bytes of Segment elements before a PutMedia's first Cluster",
+    "putmedia_takeover_timeout_s": "seconds a replaced PutMedia has to store what it received",
+    "live_buffer_seconds": "seconds of fragments kept in memory for streams without retention",
+    "live_buffer_bytes": "bytes of fragments kept in memory per stream without retention",
+    "live_buffer_total_bytes": "bytes of fragments kept in memory by all streams together",
+    "retention_interval_s": "how often retention runs",
+    "credentials": "access keys: JSON {id: secret} or an AWS credentials file (none: dev mode)",
+    "access_rules": "JSON file of per-key read/write/admin stream-name prefixes",
+    "tls_cert": "PEM certificate (chain) to serve HTTPS with",
+    "tls_key": "PEM private key for --tls-cert",
+    "retention_unit_s": "seconds one DataRetentionInHours hour lasts (for tests only)",
+}
+
+
+def _env_default(name: str, default: object) -> object:
+    raw = os.environ.get("OPENKVS_" + name.upper())
+    if raw is None:
+        return default
+    convert: Callable[[str], object] = type(default) if default is not None else str
+    return convert(raw)
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = sub.add_parser("serve", help="run the OpenKVS server")
+    defaults = Config()
+    for f in fields(Config):
+        if f.name not in _FLAGS:
+            continue
+        default = getattr(defaults, f.name)
+        kind = type(default) if default is not None else str
+        serve.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=kind,
+            default=_env_default(f.name, default),
+            help=f"{_FLAGS[f.name]} (env OPENKVS_{f.name.upper()}; default {default})",
+        )
+    serve.add_argument(
+        "--no-rate-limits",
+        action="store_true",
+        default=os.environ.get("OPENKVS_NO_RATE_LIMITS", "") not in ("", "0"),
+        help="turn off the calls-per-second and bytes-per-second quotas (for benchmarks)",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=os.environ.get("OPENKVS_INSECURE", "") not in ("", "0"),
+        help="serve a non-loopback address without credentials (env OPENKVS_INSECURE)",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="openkvs", description="OpenKVS: self-hosted KVS")
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    from openkvs.cli import commands
+
+    commands.add_parsers(sub)
+    args = parser.parse_args(argv)
+    if args.command in commands.NAMES:
+        return commands.run(args)
+    if args.command == "serve":
+        values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
+        config = Config(**values)
+        config.rate_limits = not args.no_rate_limits
+        config.insecure = args.insecure
+        logs.setup(config.log_level)
+        from openkvs.server.app import serve
+        from openkvs.server.auth import AuthConfigError
+
+        try:
+            asyncio.run(serve(config))
+        except AuthConfigError as exc:
+            print(f"openkvs: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(
+                f"openkvs: cannot serve on {config.host}:{config.port}: {exc.strerror}. "
+                "Pick another --port or stop what is using it.",
+                file=sys.stderr,
+            )
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The asyncio HTTP/1.1 app: one port for the control plane, PutMedia and GetMedia.
+
+It only routes requests and renders errors; the operations live in the packages beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from aiohttp import web
+
+from openkvs.server.auth import auth_middleware, server_tls_context
+from openkvs.server.config import Config
+from openkvs.server.control.plane import ControlPlane
+from openkvs.server.errors import AwsError, InternalFailure, UnknownOperationException
+from openkvs.server.http import BODY_TIMEOUT, error_response, json_response, read_json
+from openkvs.server.ingest.putmedia import put_media
+from openkvs.server.model import StreamInfo
+from openkvs.server.runtime.registry import Runtimes
+from openkvs.server.serve.getmedia import get_media
+from openkvs.server.store.base import Store
+from openkvs.wire import error_ids
+
+log = logging.getLogger("openkvs.server")
+
+CONTROL = web.AppKey("control", ControlPlane)
+RUNTIMES = web.AppKey("runtimes", Runtimes)
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    op = request.match_info["op"]
+    control = request.app[CONTROL]
+    runtimes = request.app[RUNTIMES]
+    try:
+        if op == "putMedia":
+            return await put_media(control, runtimes, request)
+        if op == "getMedia":
+            return await get_media(control, runtimes, request)
+        handler = control.operation(op)
+        if handler is None:
+            raise UnknownOperationException(f"Unknown operation {op}.")
+        return json_response(request, await handler(await read_json(request)))
+    except AwsError as err:
+        return error_response(request, err)
+    except Exception:
+        log.exception("internal error in %s", op)
+        return error_response(request, InternalFailure("Internal service error."))
+
+
+def build_app(config: Config, store: Store) -> web.Application:
+    app = web.Application(
+        client_max_size=1 << 20, middlewares=[auth_middleware(config, os.environ)]
+    )
+    control = ControlPlane(store, config)
+    runtimes = Runtimes(store, config)
+    app[CONTROL] = control
+    app[RUNTIMES] = runtimes
+
+    async def close_runtime(info: StreamInfo) -> None:
+        await runtimes.close_stream(info, error_ids.STREAM_NOT_ACTIVE)
+
+    control.before_delete(close_runtime)
+
+    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+        control.load(await store.open())
+        runtimes.start(control.all_streams)
+        yield
+        await store.close()
+
+    async def shutdown(app: web.Application) -> None:
+        await runtimes.stop()  # before aiohttp waits for handlers: live reads and ingest end now
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(shutdown)
+    app.router.add_post("/{op}", dispatch)
+    return app
+
+
+def default_store(config: Config) -> Store:
+    """The embedded store in ``--data-dir``; ``:memory:`` keeps nothing across restarts."""
+    if config.data_dir == ":memory:":
+        from openkvs.server.store.memory import MemoryStore
+
+        return MemoryStore()
+    from openkvs.server.store.embedded import EmbeddedStore
+
+    return EmbeddedStore(config.data_dir, config.segment_bytes)
+
+
+async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM, then finish or reject in-flight work and exit."""
+    tls = server_tls_context(config)
+    app = build_app(config, default_store(config))
+    # A client that goes silent: the PutMedia idle limit also bounds how long request headers
+    # (aiohttp's keep-alive timer runs from connect until a request is parsed) and JSON bodies
+    # may take, so a slowloris connection is dropped instead of held for an hour.
+    silent_s = config.putmedia_idle_timeout_s
+    app[BODY_TIMEOUT] = silent_s
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=5.0,
+        keepalive_timeout=silent_s,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, reuse_address=True, ssl_context=tls)
+    await site.start()
+    log.warning("openkvs listening", extra={"url": config.base_url(), "data_dir": config.data_dir})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.warning("openkvs shutting down")
+        await runner.cleanup()

@@ -1,0 +1,58 @@
+"""Typed configuration, from command-line flags or OPENKVS_* environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = "./openkvs-data"
+    segment_bytes: int = 64 << 20
+    public_url: str | None = None
+    region: str = "us-west-2"
+    account_id: str = "123456789012"
+    log_level: str = "warning"
+    # GetMedia
+    getmedia_idle_timeout_s: float = 30.0
+    getmedia_calls_per_second: float = 5.0
+    getmedia_max_connections: int = 3
+    getmedia_max_bytes_per_second: float = 25_000_000.0
+    # PutMedia
+    putmedia_calls_per_second: float = 5.0
+    putmedia_max_bytes_per_second: float = 12_500_000.0
+    putmedia_idle_timeout_s: float = 30.0
+    putmedia_idle_ack_interval_s: float = 3.0
+    max_fragment_bytes: int = 50_000_000
+    max_fragment_duration_ms: int = 20_000
+    max_tracks: int = 3
+    max_header_bytes: int = 1 << 20
+    # seconds a replaced PutMedia has to store what it received before the newer one goes on
+    putmedia_takeover_timeout_s: float = 5.0
+    # memory buffer for streams with DataRetentionInHours == 0
+    live_buffer_seconds: float = 300.0
+    live_buffer_bytes: int = 200_000_000
+    # all streams' buffers together (oldest evicted first)
+    live_buffer_total_bytes: int = 1_000_000_000
+    # retention sweeper
+    retention_interval_s: float = 60.0
+    # seconds one DataRetentionInHours hour lasts: 3600, shortened only by tests
+    retention_unit_s: float = 3600.0
+    rate_limits: bool = True
+    # authentication and transport (openkvs.server.auth)
+    credentials: str | None = None
+    access_rules: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    insecure: bool = False
+
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{host}:{self.port}"

@@ -1,0 +1,1 @@
+"""The control plane (service ``kinesisvideo``): streams, data endpoints and tags."""

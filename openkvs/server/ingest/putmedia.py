@@ -1,0 +1,326 @@
+"""PutMedia: one producer connection streaming MKV in and ACKs out (spec §4, §10).
+
+The thin asyncio shell around three pure pieces: the Fragmenter cuts the body
+into fragments, the stream's runtime numbers them (or recognises replays) and
+shows them to live readers, and the ``IngestSession`` table says which ACK is
+due. The 200 goes out before the body is read; each ACK is one HTTP chunk;
+PERSISTED only once the store has fsynced the fragment (for a replay, its
+original). Two tasks, owned by one TaskGroup: the body reader and the storer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from aiohttp import web
+
+from openkvs.clock import now_ms
+from openkvs.server.config import Config
+from openkvs.server.control.plane import ControlPlane
+from openkvs.server.errors import ClientLimitExceededException, InvalidArgumentException
+from openkvs.server.http import id_headers
+from openkvs.server.ingest.session import IngestSession
+from openkvs.server.model import Fragment
+from openkvs.server.runtime.limits import Pacer, admit
+from openkvs.server.runtime.registry import Runtimes
+from openkvs.server.runtime.stream import Begin, Publisher, Refused, Replaced, StreamRuntime
+from openkvs.server.store.base import StoreError, StreamNotFound, WriterClaim
+from openkvs.wire import error_ids
+from openkvs.wire.acks import Ack
+from openkvs.wire.fragmenter import FragmentBegun, FragmentDone, Fragmenter, FragmenterEvent
+
+log = logging.getLogger("openkvs.putmedia")
+
+MAX_BATCH = 64
+"""Most fragments one group commit takes."""
+
+
+@dataclass(slots=True)
+class _Store:
+    fragment: Fragment
+    timecode: int
+
+
+@dataclass(slots=True)
+class _Replay:
+    """A replayed fragment: PERSISTED once its original is durable."""
+
+    durable: asyncio.Future[bool]
+    timecode: int
+    number: str
+
+
+_Item = _Store | _Replay
+
+
+class PutMedia:
+    """One PutMedia request, from the 200 to the last ACK."""
+
+    def __init__(
+        self,
+        runtime: StreamRuntime,
+        config: Config,
+        request: web.Request,
+        response: web.StreamResponse,
+        fragmenter: Fragmenter,
+    ) -> None:
+        self.runtime, self.config, self.request, self.response = runtime, config, request, response
+        self.fragmenter = fragmenter
+        self.table = IngestSession(runtime.persistent)
+        self.queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self.write_lock = asyncio.Lock()
+        self.current: Begin | None = None
+        self.stopping = False
+        self.kicked: int | None = None
+        self.refusal: tuple[int, int | None, str | None] | None = None
+        self.reading: asyncio.Task[None] | None = None
+
+    async def send(self, ack: Ack | None) -> None:
+        if ack is None:
+            return
+        async with self.write_lock:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.response.write(bytes(ack))
+
+    def kick(self, error_id: int | None) -> None:
+        """From the runtime: a newer PutMedia took over (None), or the stream closed."""
+        self.kicked = error_id
+        self.stop_reading()
+
+    def stop_reading(self) -> None:
+        self.stopping = True
+        if self.reading is not None and self.reading is not asyncio.current_task():
+            self.reading.cancel()
+
+    async def run(self, start_ok: bool) -> None:
+        runtime = self.runtime
+        try:
+            publisher = runtime.claim_publisher(self.kick)
+        except Replaced:
+            await self.send(self.table.refused(error_ids.STREAM_NOT_ACTIVE, None, None))
+            return
+        try:
+            if not start_ok:
+                error = error_ids.INVALID_PRODUCER_TIMESTAMP
+                await self.send(self.table.refused(error, None, None))
+                return
+            try:
+                claim = await runtime.take_turn(publisher, self.config.putmedia_takeover_timeout_s)
+            except Replaced:
+                await self.say_kicked()
+                return
+            except StreamNotFound:
+                await self.send(self.table.refused(error_ids.STREAM_NOT_ACTIVE, None, None))
+                return
+            self.table.turn()
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    self.reading = tasks.create_task(self.read_body(publisher))
+                    tasks.create_task(self.store(claim))
+            except* Exception:  # after the 200, a bug is an ERROR ack, not a broken response
+                log.exception("putmedia failed", extra={"stream": runtime.info.name})
+                await self.send(self.table.refused(error_ids.INTERNAL_ERROR, None, self.number))
+        finally:
+            runtime.release_publisher(publisher)
+
+    async def say_kicked(self) -> None:
+        if self.kicked is not None:
+            await self.send(self.table.refused(self.kicked, self.fragmenter.timecode, self.number))
+
+    @property
+    def number(self) -> str | None:
+        return str(self.current.number) if self.current is not None else None
+
+    # ---- reading the body ------------------------------------------------------------------
+
+    async def read_body(self, publisher: Publisher) -> None:
+        try:
+            await self.read_loop(publisher)
+        except asyncio.CancelledError:
+            if not self.stopping:
+                raise
+        except Refused as exc:
+            log.info(
+                "putmedia refused",
+                extra={
+                    "stream": self.runtime.info.name,
+                    "error_id": exc.error_id,
+                    "reason": str(exc),
+                },
+            )
+            self.refusal = (exc.error_id, self.fragmenter.timecode, self.number)
+        except Replaced:
+            pass
+        finally:
+            self.runtime.fail_fragment(publisher)
+            self.table.body_ended()
+            self.queue.put_nowait(None)
+        if self.kicked is not None:
+            await self.say_kicked()  # at once: what is queued will not be stored
+
+    async def read_loop(self, publisher: Publisher) -> None:
+        content, config, fragmenter = self.request.content, self.config, self.fragmenter
+        pacer = Pacer(config.putmedia_max_bytes_per_second if config.rate_limits else 0)
+        last_data = last_ack = time.monotonic()
+        while not self.stopping:
+            timeout = config.putmedia_idle_ack_interval_s
+            deadline = fragmenter.deadline_ms()
+            if deadline is not None:
+                timeout = min(timeout, max(0.0, (deadline - now_ms()) / 1000))
+            try:
+                async with asyncio.timeout(timeout):
+                    data = await content.readany()
+            except TimeoutError:
+                await self.handle(publisher, fragmenter.tick(now_ms()))
+                if time.monotonic() - last_data >= config.putmedia_idle_timeout_s:
+                    return
+                if time.monotonic() - last_ack >= config.putmedia_idle_ack_interval_s:
+                    await self.send(self.table.idle())
+                    last_ack = time.monotonic()
+                continue
+            except (ConnectionError, asyncio.IncompleteReadError, web.HTTPException):
+                return
+            if self.stopping:
+                return  # nothing read after a kick counts
+            last_data = last_ack = time.monotonic()
+            await pacer.spend(len(data))
+            events = fragmenter.feed(data, now_ms()) if data else fragmenter.feed_eof(now_ms())
+            await self.handle(publisher, events)
+            self.runtime.grow_fragment(publisher)
+            if (error := fragmenter.error) is not None:
+                raise Refused(str(error), error.error_id)
+            if not data:
+                return
+
+    async def handle(self, publisher: Publisher, events: list[FragmenterEvent]) -> None:
+        for event in events:
+            if self.stopping:
+                return
+            if isinstance(event, FragmentBegun):
+                await self.begun(publisher, event)
+            else:
+                await self.done(publisher, event)
+
+    async def begun(self, publisher: Publisher, event: FragmentBegun) -> None:
+        self.current = await self.runtime.begin_fragment(publisher, event)
+        replay = self.current.original is not None
+        await self.send(self.table.begun(event.timecode, str(self.current.number), replay))
+
+    async def done(self, publisher: Publisher, event: FragmentDone) -> None:
+        begin = self.current
+        assert begin is not None
+        number = str(begin.number)
+        if begin.original is None:
+            fragment = self.runtime.complete_fragment(publisher, begin.number, event)
+            if self.runtime.persistent:
+                self.queue.put_nowait(_Store(fragment, event.timecode))
+        elif self.runtime.persistent and begin.durable is not None:
+            self.queue.put_nowait(_Replay(begin.durable, event.timecode, number))
+        self.current = None
+        await self.send(self.table.received(event.timecode, number))
+
+    # ---- storing ---------------------------------------------------------------------------
+
+    async def store(self, claim: WriterClaim) -> None:
+        """Append in order; PERSISTED only after the store returns (fsynced).
+
+        Whatever queued up during one append goes into the next as a batch, so
+        the store can make them durable with one fdatasync (group commit).
+        """
+        held: deque[_Item | None] = deque()
+        while (item := held.popleft() if held else await self.queue.get()) is not None:
+            if isinstance(item, _Replay):
+                if not await item.durable:
+                    error = error_ids.PERSIST_FAILED
+                    return await self.store_failed([], error, item.timecode, item.number)
+                await self.send(self.table.persisted(item.timecode, item.number))
+                continue
+            batch = [item]
+            while len(batch) < MAX_BATCH and not self.queue.empty():
+                more = self.queue.get_nowait()
+                if not isinstance(more, _Store):
+                    held.append(more)
+                    break
+                batch.append(more)
+            fragments = [b.fragment for b in batch]
+            try:
+                await self.runtime.store.append(claim, fragments)
+            except StoreError as exc:
+                log.error(
+                    "persist failed", extra={"stream": self.runtime.info.name, "error": str(exc)}
+                )
+                gone = isinstance(exc, StreamNotFound)
+                error = error_ids.STREAM_NOT_ACTIVE if gone else error_ids.PERSIST_FAILED
+                number = str(fragments[0].meta.number)
+                return await self.store_failed(fragments, error, batch[0].timecode, number)
+            self.runtime.stored(fragments)
+            for done in batch:
+                await self.send(self.table.persisted(done.timecode, str(done.fragment.meta.number)))
+        if self.refusal is not None:
+            await self.send(self.table.refused(*self.refusal))
+        self.table.finished()
+
+    async def store_failed(
+        self, fragments: list[Fragment], error_id: int, timecode: int, number: str
+    ) -> None:
+        """After a failed append nothing later may be stored: give up what is queued too."""
+        self.stop_reading()
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if isinstance(item, _Store):
+                fragments.append(item.fragment)
+        self.runtime.store_failed(fragments)
+        await self.send(self.table.refused(error_id, timecode, number))
+
+
+def producer_start_ms(raw: str | None) -> tuple[int | None, bool]:
+    """``x-amzn-producer-start-timestamp`` (decimal epoch seconds) in ms, and whether it parsed."""
+    if raw is None:
+        return None, True
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        return None, False
+    if not value.is_finite() or value < 0 or value.adjusted() > 12:  # 1e999999 would hang
+        return None, False
+    return int(value * 1000), True
+
+
+async def put_media(
+    control: ControlPlane, runtimes: Runtimes, request: web.Request
+) -> web.StreamResponse:
+    headers, config = request.headers, runtimes.config
+    info = control.resolve(headers.get("x-amzn-stream-name"), headers.get("x-amzn-stream-arn"))
+    timecode_type = headers.get("x-amzn-fragment-timecode-type", "")
+    if timecode_type not in ("ABSOLUTE", "RELATIVE"):
+        raise InvalidArgumentException(
+            "x-amzn-fragment-timecode-type must be ABSOLUTE or RELATIVE."
+        )
+    runtime = await runtimes.get(info)
+    calls = config.putmedia_calls_per_second
+    if config.rate_limits and not admit(runtime.put_calls, time.monotonic(), calls):
+        raise ClientLimitExceededException("PutMedia calls per second for this stream exceeded.")
+    start_ms, start_ok = producer_start_ms(headers.get("x-amzn-producer-start-timestamp"))
+    fragmenter = Fragmenter(
+        relative=timecode_type == "RELATIVE",
+        producer_start_ms=start_ms,
+        max_fragment_bytes=config.max_fragment_bytes,
+        max_duration_ms=config.max_fragment_duration_ms,
+        max_tracks=config.max_tracks,
+        max_header_bytes=config.max_header_bytes,
+    )
+    response = web.StreamResponse(status=200, headers=id_headers(request))
+    response.content_type = "application/json"
+    response.enable_chunked_encoding()
+    response.force_close()
+    await response.prepare(request)
+    await PutMedia(runtime, config, request, response, fragmenter).run(start_ok)
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await response.write_eof()
+    return response

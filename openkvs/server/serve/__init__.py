@@ -1,0 +1,1 @@
+"""GetMedia: stored and live fragments out as MKV chunks, following the live edge."""

@@ -1,0 +1,1 @@
+"""The embedded store, the in-memory store, and the interface both implement."""
