@@ -101,10 +101,15 @@ def test_a_newer_putmedia_replaces_the_older(srv) -> None:
     create_stream(srv, "r")
 
     async def scenario() -> tuple:
-        first = asyncio.create_task(
-            put_media(srv.url, "r", synthetic_mkv([good(1000)]), finish=False)
-        )
-        await asyncio.sleep(0.5)
+        stored = asyncio.Event()
+
+        def on_ack(ack: dict) -> None:
+            if ack["EventType"] == "PERSISTED":
+                stored.set()
+
+        body = synthetic_mkv([good(1000)])
+        first = asyncio.create_task(put_media(srv.url, "r", body, finish=False, on_ack=on_ack))
+        await asyncio.wait_for(stored.wait(), 10)
         second = await put_media(srv.url, "r", synthetic_mkv([good(2000)]))
         return await asyncio.wait_for(first, 10), second
 

@@ -87,7 +87,7 @@ def test_getmedia_connections_and_calls_are_configurable(make_server) -> None:
         media.get_media(StreamName="conf", StartSelector=selector)
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     first["Payload"].close()
-    time.sleep(0.5)  # the server notices the hang-up while it waits at the live edge
+    time.sleep(0.5)  # the server notices the hang-up (unobservable without spending calls)
     with pytest.raises(media.exceptions.ClientLimitExceededException):
         for _ in range(3):
             time.sleep(0.05)

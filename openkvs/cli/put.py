@@ -10,17 +10,7 @@ from botocore.exceptions import ClientError
 
 from openkvs.cli.common import add_endpoint, make_client
 from openkvs.producer import Ack, Producer, ProducerError, Summary
-
-ERROR_MEANINGS = {
-    4001: "fragment larger than the size limit",
-    4002: "fragment longer than the duration limit",
-    4004: "timecodes not increasing",
-    4006: "not valid Matroska",
-    4007: "bad producer timestamp",
-    4010: "a frame on an undeclared track",
-    4012: "too many tracks",
-    5001: "the server could not store it (disk full?)",
-}
+from openkvs.wire import error_ids
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -117,7 +107,7 @@ class _Progress:
                 file=sys.stderr,
             )
         for timecode, error_id in summary.errors:
-            meaning = ERROR_MEANINGS.get(error_id, "see the PutMedia ErrorId list")
+            meaning = error_ids.meaning(error_id)
             print(
                 f"openkvs: {name}: fragment at timecode {timecode} refused with "
                 f"ErrorId {error_id} ({meaning}); fix the input and send it again.",

@@ -15,6 +15,7 @@ import botocore.exceptions
 import urllib3.exceptions
 
 from openkvs.media.decode import decode_arrays, decode_frames
+from openkvs.wire import error_ids
 from openkvs.wire.chunk import ChunkTags
 from openkvs.wire.mkv import ebml
 from openkvs.wire.mkv.elements import (
@@ -38,7 +39,10 @@ class GetMediaError(Exception):
     """An in-band error chunk (spec §6.2): the service could not deliver a fragment."""
 
     def __init__(self, error_id: int, error_code: str, fragment_number: str | None) -> None:
-        super().__init__(f"GetMedia error {error_id} ({error_code}) at fragment {fragment_number}")
+        super().__init__(
+            f"GetMedia error {error_id} ({error_code}: {error_ids.meaning(error_id)}) "
+            f"at fragment {fragment_number}"
+        )
         self.error_id, self.error_code, self.fragment_number = error_id, error_code, fragment_number
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from openkvs.wire.acks import Ack
+from openkvs.wire.acks import ERROR, Ack
+from openkvs.wire.error_ids import is_server_fault
 
 
 @dataclass(slots=True)
@@ -37,10 +38,6 @@ class Summary:
     @property
     def fragments_errored(self) -> int:
         return len(self.errors)
-
-
-SERVER_ERRORS = 5000
-"""ErrorIds from here on (5000 internal, 5001 persist failure) are the server's fault: resend."""
 
 
 class Outbox:
@@ -74,9 +71,9 @@ class Outbox:
 
     def on_ack(self, ack: Ack) -> bool:
         """Apply one ACK; True when it settled a fragment (acknowledged or refused)."""
-        if ack.event_type == "ERROR":
+        if ack.event_type == ERROR:
             self.last_error = ack
-            refused = (ack.error_id or 0) < SERVER_ERRORS and ack.timecode is not None
+            refused = not is_server_fault(ack.error_id or 0) and ack.timecode is not None
             if refused and self._pending.pop(ack.timecode, None) is not None:  # type: ignore[arg-type]
                 self.summary.errors.append((ack.timecode, ack.error_id or 0))
                 return True

@@ -9,6 +9,7 @@ server has not acknowledged, so a server restart loses nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -122,6 +123,8 @@ class Producer:
                 await self._connections()
         finally:
             feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeder
         if self._input_error is not None:
             raise ProducerError(str(self._input_error), self.summary, "InvalidInput")
         return self.summary

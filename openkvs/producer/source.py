@@ -8,6 +8,7 @@ pipes, plain iterators) run in a thread so the event loop keeps reading ACKs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -94,4 +95,6 @@ async def read_fragments(source: Source) -> AsyncIterator[InputFragment]:
         if fragmenter.error is not None:
             if next_read is not None:
                 next_read.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await next_read
             raise InputError(f"the input is not valid KVS Matroska: {fragmenter.error}")

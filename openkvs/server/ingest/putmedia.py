@@ -216,14 +216,17 @@ class PutMedia:
         begin = self.current
         assert begin is not None
         number = str(begin.number)
-        if begin.original is None:
-            fragment = self.runtime.complete_fragment(publisher, begin.number, event)
+        new = begin.original is None
+        if new:
+            fragment = self.runtime.complete_fragment(publisher, begin.number, event, notify=False)
             if self.runtime.persistent:
                 self.queue.put_nowait(_Store(fragment, event.timecode))
         elif self.runtime.persistent and begin.durable is not None:
             self.queue.put_nowait(_Replay(begin.durable, event.timecode, number))
         self.current = None
         await self.send(self.table.received(event.timecode, number))
+        if new:
+            self.runtime.notify()  # the readers' tails after the producer's RECEIVED
 
     # ---- storing ---------------------------------------------------------------------------
 

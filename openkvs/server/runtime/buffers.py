@@ -25,38 +25,54 @@ class Holder(Protocol):
 @dataclass(eq=False, slots=True)
 class _Held:
     holder: Holder
-    fragment: Fragment
-    held: bool = True
+    fragment: Fragment | None
+    size: int
 
 
 class LiveBuffers:
     def __init__(self, total_bytes: int) -> None:
         self.limit = total_bytes
         self.bytes = 0
-        self._order: deque[_Held] = deque()
-        self._entries: dict[int, _Held] = {}  # id(fragment) -> its entry
+        self._order: deque[_Held] = deque()  # oldest first, with entries released since
+        self._entries: dict[int, _Held] = {}  # id(fragment) -> its entry, while held
+        self._released = 0
 
     def count(self, holder: Holder, fragment: Fragment) -> None:
         """``fragment`` is evictable from now on; evict the oldest while over the cap."""
-        entry = _Held(holder, fragment)
+        entry = _Held(holder, fragment, fragment.meta.size)
         self._order.append(entry)
         self._entries[id(fragment)] = entry
-        self.bytes += fragment.meta.size
+        self.bytes += entry.size
         while self.bytes > self.limit and self._order:
             oldest = self._order.popleft()
-            if oldest.held:
+            if oldest.fragment is not None:
+                evicted = oldest.fragment
                 self._forget(oldest)
-                oldest.holder.evict(oldest.fragment)
-        while self._order and not self._order[0].held:
-            self._order.popleft()
+                oldest.holder.evict(evicted)
+            else:
+                self._released -= 1
+        self._compact()
 
     def released(self, fragment: Fragment) -> None:
         """The holder dropped ``fragment`` itself (trimmed, failed, deleted)."""
         entry = self._entries.get(id(fragment))
         if entry is not None:
             self._forget(entry)
+            self._released += 1
+            self._compact()
 
     def _forget(self, entry: _Held) -> None:
-        entry.held = False
-        self.bytes -= entry.fragment.meta.size
+        assert entry.fragment is not None
         del self._entries[id(entry.fragment)]
+        entry.fragment = None  # the bytes are freed now, not when the entry leaves the queue
+        self.bytes -= entry.size
+
+    def _compact(self) -> None:
+        """Drop released entries once they are most of the queue (a held one at its front
+        would otherwise keep every later one queued)."""
+        while self._order and self._order[0].fragment is None:
+            self._order.popleft()
+            self._released -= 1
+        if self._released > 1024 and self._released * 2 > len(self._order):
+            self._order = deque(e for e in self._order if e.fragment is not None)
+            self._released = 0

@@ -260,9 +260,13 @@ class StreamRuntime:
             self.notify()
 
     def complete_fragment(
-        self, publisher: Publisher, number: FragmentNumber, event: FragmentDone
+        self, publisher: Publisher, number: FragmentNumber, event: FragmentDone, notify: bool = True
     ) -> Fragment:
-        """The fragment is whole: held in memory for readers, pending storage if kept."""
+        """The fragment is whole: held in memory for readers, pending storage if kept.
+
+        ``notify=False`` leaves telling the followers to the caller (``notify()``), so
+        that the producer's RECEIVED need not wait behind a thousand readers' writes.
+        """
         self._check(publisher)
         meta = FragmentMeta(
             number,
@@ -286,7 +290,8 @@ class StreamRuntime:
         else:
             self.buffers.count(self, fragment)
         self.trim(now_ms())
-        self.notify()
+        if notify:
+            self.notify()
         return fragment
 
     def fail_fragment(self, publisher: Publisher) -> None:

@@ -45,10 +45,12 @@ class Forward:
     seq: int
 
 
+@dataclass(frozen=True, slots=True)
 class Wait:
     """Nothing to send yet: follow the live edge."""
 
 
+@dataclass(frozen=True, slots=True)
 class End:
     """End the response cleanly."""
 
