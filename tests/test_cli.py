@@ -53,6 +53,11 @@ def _progress(path: Path) -> int:
     return int(counts[-1]) if counts else 0
 
 
+def interruptible() -> None:
+    """Let Ctrl-C (SIGINT) reach the child even where this run ignores it (a background job)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for(condition, seconds: float) -> None:  # noqa: ANN001
     deadline = time.monotonic() + seconds
     while not condition():
@@ -73,6 +78,7 @@ def test_ffmpeg_pipe_to_put_and_get_follow_survive_a_server_restart(make_server,
         getter = subprocess.Popen(
             [*base, "get", "cam1", "--start", "EARLIEST", "--follow", "-o", str(out), *endpoint],
             stderr=log,
+            preexec_fn=interruptible,
         )  # from the start of the empty stream: however soon the producer begins
         try:
             ffmpeg = subprocess.Popen(

@@ -371,3 +371,66 @@ def test_live_buffers_are_capped_across_streams_and_trimmed_without_new_fragment
     while any(numbers(get_media(server, n, EARLIEST)) for n in "abcd"):
         assert time.monotonic() < deadline, "the buffers were never trimmed by age"
         time.sleep(0.5)
+
+
+# ---- found in review: a reader hanging up mid-fragment froze the event loop ------------------
+
+
+def test_a_reader_hanging_up_mid_fragment_leaves_the_server_running(make_server) -> None:
+    """The reader's task resumed with nothing new to send and nowhere to wait: it spun."""
+    import aiohttp
+
+    server = make_server()
+    create_stream(server, "s")
+    kvs = server.client(read_timeout=5)
+
+    async def scenario() -> list[dict]:
+        pieces: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        async def body():  # type: ignore[no-untyped-def]
+            while (piece := await pieces.get()) is not None:
+                yield piece
+
+        begun = asyncio.Event()
+        producing = asyncio.create_task(
+            put_media(server.url, "s", body(), on_ack=lambda _: begun.set())
+        )
+        await pieces.put(synthetic_mkv([cluster(1000, [simple_block(1, 0, b"f0")])]))
+        await begun.wait()  # the fragment is growing; the producer pauses
+        selector = {"StreamName": "s", "StartSelector": {"StartSelectorType": "EARLIEST"}}
+        async with aiohttp.ClientSession() as http:
+            response = await http.post(f"{server.url}/getMedia", json=selector)
+            await response.content.readexactly(10)  # the chunk's head: it follows the fragment
+            response.close()  # ...and hangs up
+        for _ in range(4):  # the follower's tick (0.25 s) notices the hang-up meanwhile
+            names = await asyncio.to_thread(lambda: kvs.list_streams()["StreamInfoList"])
+            assert [n["StreamName"] for n in names] == ["s"]
+            await asyncio.sleep(0.2)
+        await pieces.put(simple_block(1, 40) + end_of_fragment())
+        await pieces.put(None)
+        return (await asyncio.wait_for(producing, 10)).acks
+
+    acks = asyncio.run(scenario())
+    assert [a["EventType"] for a in acks] == ["BUFFERING", "RECEIVED", "PERSISTED"]
+
+
+# ---- found in review: fragments waiting for a slow disk had no bound --------------------------
+
+
+async def test_a_slow_store_slows_the_producer_instead_of_filling_memory() -> None:
+    """While appends stall, the session stops reading once twice the fragment limit waits."""
+    store = HeldAppends()
+    async with serving(store, data_dir=":memory:", max_fragment_bytes=100_000) as url:
+        await control(url, "createStream", {"StreamName": "slow", "DataRetentionInHours": 1})
+        body = synthetic_mkv([fragment(t * 1000, b"x" * 25_000) for t in range(1, 201)])
+        received = []
+        producing = asyncio.create_task(
+            put_media(url, "slow", body, on_ack=lambda a: received.append(a["EventType"]))
+        )
+        await store.gate.entered.wait()
+        await asyncio.sleep(0.5)  # nothing more may happen while the store is stuck
+        waiting = received.count("RECEIVED")
+        assert 1 <= waiting <= 10, f"{waiting} fragments (50 KB each) read while none was stored"
+        store.gate.open()
+        result = await asyncio.wait_for(producing, 30)
+    assert len(result.events("PERSISTED")) == 200

@@ -242,3 +242,15 @@ def test_live_buffers_evict_oldest_first_and_forget_what_holders_drop() -> None:
         big.released(fragment)
     assert [e.fragment for e in big._order if e.fragment is not None] == [front]
     assert len(big._order) < 2100 and big.bytes == 10
+
+
+async def test_a_takeover_fails_the_fragment_the_old_publisher_was_receiving() -> None:
+    """Readers following it must not wait for a fragment nobody will finish."""
+    stream = await runtime()
+    old = stream.claim_publisher(lambda _: None)
+    await stream.take_turn(old, 1)
+    await stream.begin_fragment(old, begun(1000))
+    growing = stream.growing
+    assert growing is not None
+    stream.claim_publisher(lambda _: None)
+    assert growing.failed and stream.growing is None

@@ -659,3 +659,34 @@ async def test_tracks_and_keyframes_are_recovered_by_a_scan_too(tmp_path: Path) 
     store = await opened(tmp_path)
     assert await index(store, CAM.key) == [f.meta for f in fragments]
     await store.close()
+
+
+@pytest.mark.parametrize("failing", [1, 2])
+async def test_a_snapshot_write_that_fails_costs_a_scan_not_fragments(
+    tmp_path: Path, failing: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A block that could not be written must not leave a hole the next blocks hide."""
+    from openkvs.server.store import snapshot
+    from tests.test_store_contract import INFO, fragment
+
+    writes = [0]
+
+    def flaky_open(path: str, mode: str = "r", *args: Any) -> Any:
+        if mode == "ab":
+            writes[0] += 1
+            if writes[0] == failing:
+                raise OSError(28, "No space left on device")
+        return open(path, mode, *args)
+
+    monkeypatch.setattr(snapshot, "open", flaky_open, raising=False)
+    store = await opened(tmp_path, segment_bytes=64 << 20)
+    await store.save_stream(INFO, None)
+    claim = await store.claim_writer(INFO.key)
+    for seq in range(1, 2101):
+        await store.append(claim, [fragment(seq)])
+    await store.close()
+    assert writes[0] >= 3
+    again = await opened(tmp_path, segment_bytes=64 << 20)
+    metas = await again.fragments_after(INFO.key, 0, 10_000)
+    assert [m.seq for m in metas] == list(range(1, 2101))
+    await again.close()

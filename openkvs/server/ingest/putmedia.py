@@ -80,6 +80,9 @@ class PutMedia:
         self.kicked: int | None = None
         self.refusal: tuple[int, int | None, str | None] | None = None
         self.reading: asyncio.Task[None] | None = None
+        self.unsettled: dict[int, Fragment] = {}  # seq -> received, neither stored nor given up
+        self.unsettled_bytes = 0
+        self.settled = asyncio.Event()  # set whenever some of them are settled
 
     async def send(self, ack: Ack | None) -> None:
         if ack is None:
@@ -127,7 +130,29 @@ class PutMedia:
                 log.exception("putmedia failed", extra={"stream": runtime.info.name})
                 await self.send(self.table.refused(error_ids.INTERNAL_ERROR, None, self.number))
         finally:
+            if self.unsettled:
+                await self.settle_the_rest()
             runtime.release_publisher(publisher)
+
+    async def settle_the_rest(self) -> None:
+        """The session ended before it learnt whether these were stored (a cancelled append
+        may still have landed): ask the store, and give up the rest."""
+        stored: list[Fragment] = []
+        lost: list[Fragment] = []
+        try:
+            for fragment in self.unsettled.values():
+                found = await self.runtime.store.fragment(
+                    self.runtime.info.key, fragment.meta.number
+                )
+                (stored if found is not None else lost).append(fragment)
+        except BaseException:  # cancelled, or the store cannot say: nothing more is known
+            known = {f.meta.seq for f in stored}
+            lost = [f for f in self.unsettled.values() if f.meta.seq not in known]
+            raise
+        finally:
+            self.runtime.stored(stored)
+            self.runtime.store_failed(lost)
+            self.settle([*stored, *lost])
 
     async def say_kicked(self) -> None:
         if self.kicked is not None:
@@ -169,6 +194,7 @@ class PutMedia:
         pacer = Pacer(config.putmedia_max_bytes_per_second if config.rate_limits else 0)
         last_data = last_ack = time.monotonic()
         while not self.stopping:
+            await self.room()
             timeout = config.putmedia_idle_ack_interval_s
             deadline = fragmenter.deadline_ms()
             if deadline is not None:
@@ -198,6 +224,20 @@ class PutMedia:
             if not data:
                 return
 
+    async def room(self) -> None:
+        """Read no more while what waits to be stored is over the limit (a slow disk): TCP
+        then slows the producer down, instead of memory filling up."""
+        limit = 2 * self.config.max_fragment_bytes
+        while self.unsettled_bytes > limit and not self.stopping:
+            self.settled.clear()
+            await self.settled.wait()
+
+    def settle(self, fragments: list[Fragment]) -> None:
+        for fragment in fragments:
+            if self.unsettled.pop(fragment.meta.seq, None) is not None:
+                self.unsettled_bytes -= fragment.meta.size
+        self.settled.set()
+
     async def handle(self, publisher: Publisher, events: list[FragmenterEvent]) -> None:
         for event in events:
             if self.stopping:
@@ -220,6 +260,8 @@ class PutMedia:
         if new:
             fragment = self.runtime.complete_fragment(publisher, begin.number, event, notify=False)
             if self.runtime.persistent:
+                self.unsettled[fragment.meta.seq] = fragment
+                self.unsettled_bytes += fragment.meta.size
                 self.queue.put_nowait(_Store(fragment, event.timecode))
         elif self.runtime.persistent and begin.durable is not None:
             self.queue.put_nowait(_Replay(begin.durable, event.timecode, number))
@@ -263,6 +305,7 @@ class PutMedia:
                 number = str(fragments[0].meta.number)
                 return await self.store_failed(fragments, error, batch[0].timecode, number)
             self.runtime.stored(fragments)
+            self.settle(fragments)
             for done in batch:
                 await self.send(self.table.persisted(done.timecode, str(done.fragment.meta.number)))
         if self.refusal is not None:
@@ -279,6 +322,7 @@ class PutMedia:
             if isinstance(item, _Store):
                 fragments.append(item.fragment)
         self.runtime.store_failed(fragments)
+        self.settle(fragments)
         await self.send(self.table.refused(error_id, timecode, number))
 
 

@@ -17,6 +17,7 @@ from openkvs.server.model import StreamInfo
 from openkvs.server.runtime.buffers import LiveBuffers
 from openkvs.server.runtime.stream import BufferLimits, StreamRuntime
 from openkvs.server.store.base import Store, StoreError
+from openkvs.wire import error_ids
 
 log = logging.getLogger("openkvs.runtime")
 
@@ -52,14 +53,20 @@ class Runtimes:
     async def _load(self, info: StreamInfo) -> StreamRuntime:
         runtime = StreamRuntime(info, self.store, self.buffers, self.limits)
         await runtime.load()
-        self._runtimes.setdefault(info.key, runtime)
-        return self._runtimes[info.key]
+        if info.status == "DELETING":  # deleted while it loaded: serve nothing, keep nothing
+            runtime.close(error_ids.STREAM_NOT_ACTIVE)
+            return runtime
+        return self._runtimes.setdefault(info.key, runtime)
 
     def find(self, key: str) -> StreamRuntime | None:
         return self._runtimes.get(key)
 
     async def close_stream(self, info: StreamInfo, error_id: int | None) -> None:
         """Close the stream's runtime and wait (bounded) for its publisher to drain."""
+        loading = self._loading.get(info.key)
+        if loading is not None:  # being made: let it finish, then close it
+            with contextlib.suppress(Exception):
+                await asyncio.shield(loading)
         runtime = self._runtimes.pop(info.key, None)
         if runtime is None:
             return

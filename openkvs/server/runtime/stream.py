@@ -172,6 +172,7 @@ class StreamRuntime:
         old, self._publisher = self._publisher, publisher
         if old is not None:
             self._draining.append(old)
+            self._fail_growing()  # nothing the old one reads from now on counts
             old.kick(None)
         return publisher
 
@@ -362,9 +363,11 @@ class StreamRuntime:
         return True
 
     def drop_older(self, server_ms: int) -> None:
-        """Retention deleted the stored fragments before ``server_ms``: their copies go too."""
-        while self._live and self._live[0].meta.server_ms < server_ms and self.persistent:
-            self._drop(self._live[0])
+        """Retention deleted the stored fragments before ``server_ms``: their copies go too
+        (for a stream without retention memory is the only copy: it ages by ``trim``)."""
+        live = self._live
+        while live and live[0].meta.server_ms < server_ms and live[0].meta.seq <= self._stored_seq:
+            self._drop(live[0])
 
     def _holds(self, fragment: Fragment) -> bool:
         i = bisect.bisect_left(self._live, fragment.meta.seq, key=_seq)

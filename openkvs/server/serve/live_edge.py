@@ -73,6 +73,8 @@ async def send_growing(
     None once the fragment is complete and its tail went too. Raises NotStored
     (aborting the connection) if the fragment failed.
     """
+    if body.closed:  # the reader hung up: nothing more to forward, and no reason to wait
+        raise ConnectionResetError("the reader went away")
     while True:
         if growing.failed:
             body.transport.abort()

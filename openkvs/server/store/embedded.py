@@ -131,7 +131,9 @@ class EmbeddedStore:
         for stream in list(self._streams.values()):
             async with stream.lock:
                 blocks = self._snapshot_blocks(stream, everything=True)
-                await asyncio.to_thread(_close_writer, stream.writer, blocks)
+                self._unwritten(
+                    stream, await asyncio.to_thread(_close_writer, stream.writer, blocks)
+                )
             if stream.cleanup is not None:
                 await asyncio.wait([stream.cleanup])
 
@@ -209,7 +211,8 @@ class EmbeddedStore:
                 job = asyncio.ensure_future(
                     asyncio.to_thread(_append_job, stream.writer, fragments, blocks)
                 )
-                locations, cancelled = await _settle(job)
+                (locations, failed), cancelled = await _settle(job)
+                self._unwritten(stream, failed)
                 for fragment, loc in zip(fragments, locations, strict=False):
                     stream.index.segment_for_append(loc.segment).add(fragment.meta, loc)
                 fragments = fragments[len(locations) :]
@@ -328,6 +331,11 @@ class EmbeddedStore:
                 "problem": corrupt.where,
             },
         )
+
+    def _unwritten(self, stream: _Stream, paths: list[str]) -> None:
+        for index in stream.index.segments:
+            if os.path.join(stream.directory, index_name(index.segment)) in paths:
+                snapshot.unwritten(index)
 
     def _snapshot_blocks(self, stream: _Stream, everything: bool) -> list[tuple[str, bytes]]:
         """Snapshot blocks due: every sealed segment's new rows, and the active one's once
@@ -455,23 +463,25 @@ def _unlink(*paths: str) -> None:
 
 def _append_job(
     writer: SegmentWriter, fragments: Sequence[Fragment], blocks: list[tuple[str, bytes]]
-) -> list[Location]:
-    """In a worker thread: the snapshot blocks due (of rows already durable), then the batch."""
-    _write_snapshots(blocks)
-    return writer.append_batch(fragments)
+) -> tuple[list[Location], list[str]]:
+    """In a worker thread: the snapshot blocks due (of rows already durable), then the batch;
+    the batch's locations, and the snapshots that could not be written."""
+    failed = _write_snapshots(blocks)
+    return writer.append_batch(fragments), failed
 
 
-def _close_writer(writer: SegmentWriter, blocks: list[tuple[str, bytes]]) -> None:
-    _write_snapshots(blocks)
+def _close_writer(writer: SegmentWriter, blocks: list[tuple[str, bytes]]) -> list[str]:
+    failed = _write_snapshots(blocks)
     writer.close()
+    return failed
 
 
-def _write_snapshots(blocks: list[tuple[str, bytes]]) -> None:
-    for path, block in blocks:
-        try:
-            snapshot.write_blocks(path, [block])
-        except OSError as exc:  # a cache: the next open scans instead
-            log.warning("cannot write an index snapshot", extra={"path": path, "error": str(exc)})
+def _write_snapshots(blocks: list[tuple[str, bytes]]) -> list[str]:
+    """Write each block; the paths that failed (a cache: the next open scans instead)."""
+    failed = [path for path, block in blocks if not snapshot.write_blocks(path, [block])]
+    for path in failed:
+        log.warning("cannot write an index snapshot", extra={"path": path})
+    return failed
 
 
 def _read_all(jobs: list[tuple[str, Location, FragmentMeta] | FragmentMeta]) -> list[ReadOutcome]:

@@ -1,20 +1,22 @@
 """Index snapshots: each segment's index rows on disk, so a restart need not scan records.
 
 ``<first-seq:020d>.idx`` sits beside its segment: an 8-byte magic, then blocks
-appended as rows are acknowledged. A block is a 16-byte head (magic, row count,
-payload length, CRC-32C of the payload) and a payload: the header refs the block
-adds, then the rows' columns (``index.INT_COLUMNS`` as int64, header ids as
+appended as rows are acknowledged. A block is a 20-byte head (magic, the number
+of rows before it, its row count, payload length, CRC-32C of the payload) and a
+payload: the header refs the block adds, then the rows' columns (``index.INT_COLUMNS`` as int64, header ids as
 uint32, flags as uint8, 20-byte fragment numbers), then the segment offset the
 rows end at.
 
 A snapshot is a cache, never the truth: blocks are written (not fsynced) only
 for records already fdatasynced, and recovery stops at the first block that
-does not verify and scans the segment from there. So a crash costs a scan of the
-unindexed tail, nothing more.
+does not verify, or that does not follow on from the rows before it (a block whose
+write failed leaves such a hole), and scans the segment from there. So a crash or
+a failed write costs a scan of the unindexed tail, nothing more.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -25,15 +27,18 @@ import google_crc32c
 from openkvs.server.store.index import INT_COLUMNS, NUMBER_BYTES, HeaderRef, SegmentIndex
 from openkvs.wire.mkv.elements import TrackEntry
 
-MAGIC = b"KVSIDX1\n"
-BLOCK = struct.Struct("<4sIII")
+MAGIC = b"KVSIDX2\n"
+BLOCK = struct.Struct("<4sIIII")
 BLOCK_MAGIC = b"IBLK"
 _REF = struct.Struct("<qII")
 _END = struct.Struct("<q")
 
 
 def pending_block(index: SegmentIndex) -> bytes | None:
-    """The rows (and header refs) not yet in the snapshot, as one block; None if none."""
+    """The rows (and header refs) not yet in the snapshot, as one block; None if none.
+
+    They count as written from now on: if the write fails, ``unwritten`` says so.
+    """
     first, count = index.indexed, len(index.seqs) - index.indexed
     if count <= 0:
         return None
@@ -50,16 +55,32 @@ def pending_block(index: SegmentIndex) -> bytes | None:
     parts.append(_END.pack(index.end))
     payload = b"".join(parts)
     index.indexed, index.indexed_headers = len(index.seqs), len(index.header_refs)
-    return BLOCK.pack(BLOCK_MAGIC, count, len(payload), google_crc32c.value(payload)) + payload
+    crc = google_crc32c.value(payload)
+    return BLOCK.pack(BLOCK_MAGIC, first, count, len(payload), crc) + payload
 
 
-def write_blocks(path: str, blocks: list[bytes]) -> None:
-    """Append blocks to a snapshot (creating it); a cache, so no fsync."""
-    fresh = not os.path.exists(path)
-    with open(path, "ab") as f:
-        if fresh:
-            f.write(MAGIC)
-        f.write(b"".join(blocks))
+def unwritten(index: SegmentIndex) -> None:
+    """A block of ``index`` failed to be written (its file is gone): all rows are due again."""
+    index.indexed = index.indexed_headers = 0
+
+
+def write_blocks(path: str, blocks: list[bytes]) -> bool:
+    """Append blocks to a snapshot (creating it); a cache, so no fsync.
+
+    On failure the file is removed (a later block must not follow a missing one)
+    and the answer is False.
+    """
+    try:
+        fresh = not os.path.exists(path)
+        with open(path, "ab") as f:
+            if fresh:
+                f.write(MAGIC)
+            f.write(b"".join(blocks))
+        return True
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return False
 
 
 def write_whole(path: str, index: SegmentIndex) -> None:
@@ -89,9 +110,9 @@ def load(path: str, segment: int) -> SegmentIndex:
         return index
     view, pos = memoryview(data), len(MAGIC)
     while pos + BLOCK.size <= len(data):
-        magic, count, length, crc = BLOCK.unpack_from(data, pos)
+        magic, first, count, length, crc = BLOCK.unpack_from(data, pos)
         payload = view[pos + BLOCK.size : pos + BLOCK.size + length]
-        if magic != BLOCK_MAGIC or len(payload) != length:
+        if magic != BLOCK_MAGIC or len(payload) != length or first != len(index.seqs):
             break
         if google_crc32c.value(bytes(payload)) != crc:
             break
@@ -126,6 +147,9 @@ def _apply(index: SegmentIndex, payload: memoryview, count: int) -> None:
     (end,) = _END.unpack_from(payload, pos)
     if pos + _END.size != len(payload) or len(numbers) != count * NUMBER_BYTES:
         raise ValueError("a block of the wrong length")
+    headers = array("I", staged[-2][1])
+    if count and max(headers) >= len(index.header_refs) + len(new_refs):
+        raise ValueError("a row names a header the snapshot does not have")
     index.header_refs += new_refs
     for column, raw in staged:
         column.frombytes(raw)
