@@ -283,7 +283,7 @@ class PutMedia:
             if isinstance(item, _Replay):
                 if not await item.durable:
                     error = error_ids.PERSIST_FAILED
-                    return await self.store_failed([], error, item.timecode, item.number)
+                    return await self.store_failed(error, item.timecode, item.number)
                 await self.send(self.table.persisted(item.timecode, item.number))
                 continue
             batch = [item]
@@ -303,7 +303,7 @@ class PutMedia:
                 gone = isinstance(exc, StreamNotFound)
                 error = error_ids.STREAM_NOT_ACTIVE if gone else error_ids.PERSIST_FAILED
                 number = str(fragments[0].meta.number)
-                return await self.store_failed(fragments, error, batch[0].timecode, number)
+                return await self.store_failed(error, batch[0].timecode, number)
             self.runtime.stored(fragments)
             self.settle(fragments)
             for done in batch:
@@ -312,17 +312,15 @@ class PutMedia:
             await self.send(self.table.refused(*self.refusal))
         self.table.finished()
 
-    async def store_failed(
-        self, fragments: list[Fragment], error_id: int, timecode: int, number: str
-    ) -> None:
-        """After a failed append nothing later may be stored: give up what is queued too."""
+    async def store_failed(self, error_id: int, timecode: int, number: str) -> None:
+        """After a failed append nothing later may be stored: every fragment received and
+        not yet stored (the failed batch, what is queued behind it) is given up."""
         self.stop_reading()
         while not self.queue.empty():
-            item = self.queue.get_nowait()
-            if isinstance(item, _Store):
-                fragments.append(item.fragment)
-        self.runtime.store_failed(fragments)
-        self.settle(fragments)
+            self.queue.get_nowait()
+        lost = list(self.unsettled.values())
+        self.runtime.store_failed(lost)
+        self.settle(lost)
         await self.send(self.table.refused(error_id, timecode, number))
 
 

@@ -58,9 +58,6 @@ class Runtimes:
             return runtime
         return self._runtimes.setdefault(info.key, runtime)
 
-    def find(self, key: str) -> StreamRuntime | None:
-        return self._runtimes.get(key)
-
     async def close_stream(self, info: StreamInfo, error_id: int | None) -> None:
         """Close the stream's runtime and wait (bounded) for its publisher to drain."""
         loading = self._loading.get(info.key)

@@ -193,8 +193,7 @@ class StreamRuntime:
 
     def release_publisher(self, publisher: Publisher) -> None:
         """The session is over: its fragments are stored or given up."""
-        if self.growing is not None and self._publisher is publisher:
-            self._fail_growing()
+        self.fail_fragment(publisher)
         if self._publisher is publisher:
             self._publisher = None
         publisher.drained.set()
@@ -369,9 +368,13 @@ class StreamRuntime:
         while live and live[0].meta.server_ms < server_ms and live[0].meta.seq <= self._stored_seq:
             self._drop(live[0])
 
+    def _in_memory(self, seq: int) -> Fragment | None:
+        """The completed fragment ``seq`` if memory still holds it."""
+        i = bisect.bisect_left(self._live, seq, key=_seq)
+        return self._live[i] if i < len(self._live) and self._live[i].meta.seq == seq else None
+
     def _holds(self, fragment: Fragment) -> bool:
-        i = bisect.bisect_left(self._live, fragment.meta.seq, key=_seq)
-        return i < len(self._live) and self._live[i] is fragment
+        return self._in_memory(fragment.meta.seq) is fragment
 
     def _drop(self, fragment: Fragment) -> None:
         if self._holds(fragment):
@@ -418,9 +421,9 @@ class StreamRuntime:
         """The fragments from memory where they still are, the rest in one store read."""
         found: dict[int, ReadOutcome] = {}
         for meta in metas:
-            i = bisect.bisect_left(self._live, meta.seq, key=_seq)
-            if i < len(self._live) and self._live[i].meta.number == meta.number:
-                found[meta.seq] = self._live[i]
+            held = self._in_memory(meta.seq)
+            if held is not None and held.meta.number == meta.number:
+                found[meta.seq] = held
         missing = [meta for meta in metas if meta.seq not in found]
         if missing:
             for meta, outcome in zip(
@@ -431,9 +434,9 @@ class StreamRuntime:
 
     async def find(self, number: FragmentNumber) -> FragmentMeta | None:
         """The completed fragment with this number, in memory or stored."""
-        i = bisect.bisect_left(self._live, number.seq, key=_seq)
-        if i < len(self._live) and self._live[i].meta.number == number:
-            return self._live[i].meta
+        held = self._in_memory(number.seq)
+        if held is not None and held.meta.number == number:
+            return held.meta
         return await self.store.fragment(self.info.key, number)
 
     async def containing(self, time_ms: int, producer: bool) -> FragmentMeta | None:

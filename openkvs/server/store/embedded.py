@@ -43,6 +43,7 @@ from openkvs.server.store.base import (
 from openkvs.server.store.index import SegmentIndex, StreamIndex
 from openkvs.server.store.log import (
     INDEX_SUFFIX,
+    SUFFIX,
     CorruptSegmentError,
     Location,
     Scan,
@@ -239,10 +240,8 @@ class EmbeddedStore:
         return self._index(key).last()
 
     async def fragment(self, key: str, number: FragmentNumber) -> FragmentMeta | None:
-        found = self._index(key).find(number.seq)
-        if found is None or found[0].number_at(found[1]) != number.value:
-            return None
-        return found[0].meta(found[1])
+        found = self._index(key).locate(number)
+        return found[0] if found is not None else None
 
     async def expired(self, key: str) -> FragmentMeta | None:
         return self._index(key).expired
@@ -256,7 +255,7 @@ class EmbeddedStore:
         stream = self._streams.get(key)
         jobs: list[tuple[str, Location, FragmentMeta] | FragmentMeta] = []
         for meta in metas:
-            found = stream.index.locate(meta) if stream is not None else None
+            found = stream.index.locate(meta.number) if stream is not None else None
             if stream is None or found is None:
                 jobs.append(meta)
                 continue
@@ -316,7 +315,7 @@ class EmbeddedStore:
 
     def _report(self, stream: _Stream, corrupt: Corrupt) -> None:
         """Log a damaged record the first time a read finds it, not at every read."""
-        found = stream.index.locate(corrupt.meta)
+        found = stream.index.locate(corrupt.meta.number)
         spot = (found[1].segment, found[1].offset) if found else (-1, -1)
         if spot in stream.reported:
             return
@@ -508,7 +507,7 @@ def _segments(directory: str) -> Iterable[int]:
     names = set(os.listdir(directory))
     for name in names:
         orphan = (
-            name.endswith(INDEX_SUFFIX) and name.removesuffix(INDEX_SUFFIX) + ".seg" not in names
+            name.endswith(INDEX_SUFFIX) and name.removesuffix(INDEX_SUFFIX) + SUFFIX not in names
         )
         if name.endswith(_TMP) or orphan:
             os.unlink(os.path.join(directory, name))
@@ -524,7 +523,7 @@ def _cut_tail(stream: _Stream, path: str, segment: int, found: Scan, has_records
             extra={"path": path, "problem": found.problem, "bytes": found.size - found.end},
         )
     if not has_records:
-        _unlink(path, path.removesuffix(".seg") + INDEX_SUFFIX)
+        _unlink(path, os.path.join(stream.directory, index_name(segment)))
         fsync_dir(stream.directory)
         return
     if found.end < found.size:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from openkvs.server.model import FragmentMeta, FragmentNumber, TrackSet
@@ -117,9 +116,6 @@ class StreamIndex:
         self.segments: list[SegmentIndex] = []
         self.expired: FragmentMeta | None = None
 
-    def __len__(self) -> int:
-        return sum(map(len, self.segments))
-
     @property
     def next_seq(self) -> int | None:
         """The lowest seq the next append may have; None while nothing is stored (any seq)."""
@@ -169,10 +165,10 @@ class StreamIndex:
         row = self.segments[i].row(seq)
         return (self.segments[i], row) if row is not None else None
 
-    def locate(self, meta: FragmentMeta) -> tuple[FragmentMeta, Location] | None:
-        """The stored twin of ``meta`` and where it is, or None if it is not stored (any more)."""
-        found = self.find(meta.seq)
-        if found is None or found[0].number_at(found[1]) != meta.number.value:
+    def locate(self, number: FragmentNumber) -> tuple[FragmentMeta, Location] | None:
+        """The stored fragment with this number and where it is; None if it is not stored."""
+        found = self.find(number.seq)
+        if found is None or found[0].number_at(found[1]) != number.value:
             return None
         index, row = found
         return index.meta(row), index.location(row)
@@ -203,11 +199,6 @@ class StreamIndex:
             unused.append(index.segment)
             self.segments.pop(0)
         return count, unused
-
-    def rows(self) -> Iterator[FragmentMeta]:
-        for index in self.segments:
-            for i in range(index.start, len(index.seqs)):
-                yield index.meta(i)
 
     def _last_seqs(self) -> list[int]:
         return [index.seqs[-1] if len(index.seqs) else -1 for index in self.segments]
