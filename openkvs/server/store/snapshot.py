@@ -158,9 +158,25 @@ def _apply(index: SegmentIndex, payload: memoryview, count: int) -> None:
 
 
 def _track(entry: TrackEntry) -> list[object]:
-    return [entry.number, entry.codec_id, entry.codec_private.hex(), entry.track_type]
+    return [
+        entry.number,
+        entry.codec_id,
+        entry.codec_private.hex(),
+        entry.track_type,
+        entry.width,
+        entry.height,
+        entry.sample_rate,
+        entry.channels,
+    ]
 
 
 def _entry(raw: list[object]) -> TrackEntry:
-    number, codec_id, private, kind = raw
-    return TrackEntry(int(number), str(codec_id), bytes.fromhex(str(private)), int(kind))  # type: ignore[call-overload]
+    """A track as ``_track`` wrote it; snapshots from before picture sizes have four fields."""
+    number, codec_id, private, kind, *sizes = raw
+    return TrackEntry(
+        int(number),  # type: ignore[call-overload]
+        str(codec_id),
+        bytes.fromhex(str(private)),
+        int(kind),  # type: ignore[call-overload]
+        *(int(n) for n in sizes),  # type: ignore[call-overload]
+    )

@@ -7,13 +7,23 @@ from dataclasses import dataclass
 
 from openkvs.wire.mkv import ebml
 
+VIDEO_TRACK = 1
+AUDIO_TRACK = 2
+
 
 @dataclass(frozen=True, slots=True)
 class TrackEntry:
+    """What a track declares: playback (HLS, DASH, clips) needs the codec, its private
+    data and, for the MP4 sample entry, the picture size or the sampling rate."""
+
     number: int
     codec_id: str
     codec_private: bytes
     track_type: int
+    width: int = 0
+    height: int = 0
+    sample_rate: int = 0
+    channels: int = 0
 
 
 def parse_timecode_scale(info_payload: bytes | memoryview) -> int:
@@ -30,12 +40,18 @@ def parse_tracks(tracks_payload: bytes | memoryview) -> list[TrackEntry]:
         if child_id != ebml.TRACK_ENTRY:
             continue
         fields = {cid: data for cid, data in ebml.iter_children(entry)}
+        video = dict(ebml.iter_children(fields.get(ebml.VIDEO, b"")))
+        audio = dict(ebml.iter_children(fields.get(ebml.AUDIO, b"")))
         tracks.append(
             TrackEntry(
                 number=ebml.read_uint(fields.get(ebml.TRACK_NUMBER, b"")),
                 codec_id=ebml.read_str(fields.get(ebml.CODEC_ID, b"")),
                 codec_private=bytes(fields.get(ebml.CODEC_PRIVATE, b"")),
                 track_type=ebml.read_uint(fields.get(ebml.TRACK_TYPE, b"")),
+                width=ebml.read_uint(video.get(ebml.PIXEL_WIDTH, b"")),
+                height=ebml.read_uint(video.get(ebml.PIXEL_HEIGHT, b"")),
+                sample_rate=round(ebml.read_float(audio.get(ebml.SAMPLING_FREQUENCY, b""))),
+                channels=ebml.read_uint(audio.get(ebml.CHANNELS, b"")),
             )
         )
     return tracks
