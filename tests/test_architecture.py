@@ -23,12 +23,19 @@ SERVER_LAYERS = [
     ("openkvs.server.store",),
     ("openkvs.server.runtime",),
     ("openkvs.server.control",),
-    ("openkvs.server.ingest", "openkvs.server.serve"),
+    ("openkvs.server.ingest", "openkvs.server.serve", "openkvs.server.archive"),
     ("openkvs.server.auth",),
     ("openkvs.server.app",),
 ]
 # Sans-I/O cores: bytes (and now_ms) in, events or bytes out.
-PURE = ("openkvs.wire", "openkvs.server.ingest.session", "openkvs.server.serve.reader")
+PURE = (
+    "openkvs.wire",
+    "openkvs.server.ingest.session",
+    "openkvs.server.serve.reader",
+    "openkvs.server.archive.timeline",
+    "openkvs.server.archive.m3u8",
+    "openkvs.server.archive.mpd",
+)
 IO_MODULES = {"asyncio", "aiohttp", "socket", "threading", "selectors", "urllib3", "os", "io"}
 
 

@@ -12,6 +12,8 @@ import signal
 
 from aiohttp import web
 
+from openkvs.server.archive import routes as archive_routes
+from openkvs.server.archive.service import Archive
 from openkvs.server.auth import auth_middleware, server_tls_context
 from openkvs.server.config import Config
 from openkvs.server.control.plane import ControlPlane
@@ -28,6 +30,7 @@ log = logging.getLogger("openkvs.server")
 
 CONTROL = web.AppKey("control", ControlPlane)
 RUNTIMES = web.AppKey("runtimes", Runtimes)
+ARCHIVE = web.AppKey("archive", Archive)
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -39,6 +42,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             return await put_media(control, runtimes, request)
         if op == "getMedia":
             return await get_media(control, runtimes, request)
+        if op in archive_routes.OPERATIONS:
+            return await archive_routes.operation(request.app[ARCHIVE], op, request)
         handler = control.operation(op)
         if handler is None:
             raise UnknownOperationException(f"Unknown operation {op}.")
@@ -50,16 +55,27 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return error_response(request, InternalFailure("Internal service error."))
 
 
+async def session_resource(request: web.Request) -> web.StreamResponse:
+    try:
+        return await archive_routes.session_resource(request.app[ARCHIVE], request)
+    except Exception:
+        log.exception("internal error in %s", request.path)
+        return error_response(request, InternalFailure("Internal service error."))
+
+
 def build_app(config: Config, store: Store) -> web.Application:
     app = web.Application(
         client_max_size=1 << 20, middlewares=[auth_middleware(config, os.environ)]
     )
     control = ControlPlane(store, config)
     runtimes = Runtimes(store, config)
+    archive = Archive(control, runtimes)
     app[CONTROL] = control
     app[RUNTIMES] = runtimes
+    app[ARCHIVE] = archive
 
     async def close_runtime(info: StreamInfo) -> None:
+        archive.sessions.close_stream(info.key)
         await runtimes.close_stream(info, error_ids.STREAM_NOT_ACTIVE)
 
     control.before_delete(close_runtime)
@@ -76,6 +92,8 @@ def build_app(config: Config, store: Store) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(shutdown)
     app.router.add_post("/{op}", dispatch)
+    for prefix in archive_routes.SESSION_PREFIXES:
+        app.router.add_get(prefix + "{resource}", session_resource)
     return app
 
 

@@ -20,6 +20,11 @@ class Config:
     getmedia_calls_per_second: float = 5.0
     getmedia_max_connections: int = 3
     getmedia_max_bytes_per_second: float = 25_000_000.0
+    # archived media: GetMediaForFragmentList and ListFragments calls, GetClip calls,
+    # concurrent GetMediaForFragmentList responses, per stream
+    archive_calls_per_second: float = 5.0
+    clip_calls_per_second: float = 1.0
+    archive_max_connections: int = 5
     # PutMedia
     putmedia_calls_per_second: float = 5.0
     putmedia_max_bytes_per_second: float = 12_500_000.0

@@ -19,6 +19,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import botocore.loaders
@@ -260,3 +261,20 @@ class Validator:
             for key, item in value.items():
                 yield from self._value(shape.key, key, f"{path}.key")
                 yield from self._value(shape.value, item, f"{path}.{key}")
+
+
+def parse_timestamp(value: Any, name: str = "StartTimestamp") -> int:
+    """A timestamp member as epoch ms: botocore sends epoch seconds; accept ISO-8601 too."""
+    if isinstance(value, bool):
+        raise InvalidArgumentException(f"{name} must be a timestamp.")
+    if isinstance(value, int | float | str):
+        try:
+            return int(round(float(value) * 1000))
+        except (ValueError, OverflowError):  # not a number, NaN, or out of range (1e308)
+            pass
+    if isinstance(value, str):
+        try:
+            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+        except (ValueError, OverflowError):
+            pass
+    raise InvalidArgumentException(f"{name} must be a timestamp.")

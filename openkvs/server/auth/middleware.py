@@ -118,7 +118,7 @@ class Gate:
 
     async def admit(self, request: web.Request) -> str | None:
         """The verified access key (None in development mode); raises the refusal."""
-        if not self.keys:
+        if not self.keys or _session_resource(request):
             return None
         op = request.match_info.get("op", "")
         received = Received(request.method, request.raw_path, list(request.headers.items()), "")
@@ -145,6 +145,14 @@ class Gate:
                 f"The provided '{CONTENT_SHA256}' header does not match what was computed."
             )
         return declared or actual
+
+
+SESSION_PREFIXES = ("/hls/v1/", "/dash/v1/")
+
+
+def _session_resource(request: web.Request) -> bool:
+    """HLS and DASH session resources: their SessionToken is their only credential."""
+    return request.method == "GET" and request.path.startswith(SESSION_PREFIXES)
 
 
 def _body_from_query(request: web.Request, received: Received) -> None:

@@ -7,7 +7,7 @@ stream-name prefixes per permission; ``""`` matches every stream::
      "AKIDVIEWER": {"read": ["camera-", "lobby"]},
      "AKIDADMIN":  {"read": [""], "write": [""], "admin": [""]}}
 
-``read`` is GetMedia; ``write`` is PutMedia; ``admin`` is create, delete, update
+``read`` is GetMedia and the archived-media operations; ``write`` is PutMedia; ``admin`` is create, delete, update
 and tag. Any grant on a stream also lets the key see it (DescribeStream,
 GetDataEndpoint, ListTags*, ListStreams): a producer must describe its stream
 and ask for the PUT_MEDIA endpoint, an admin needs the current version.
@@ -33,6 +33,12 @@ PERMISSIONS = (READ, WRITE, ADMIN)
 # operation -> what it needs on the stream it names
 NEEDS: dict[str, str] = {
     "GetMedia": READ,
+    "ListFragments": READ,
+    "GetMediaForFragmentList": READ,
+    "GetClip": READ,
+    "GetImages": READ,
+    "GetHLSStreamingSessionURL": READ,
+    "GetDASHStreamingSessionURL": READ,
     "PutMedia": WRITE,
     "DescribeStream": SEE,
     "GetDataEndpoint": SEE,

@@ -439,6 +439,26 @@ class StreamRuntime:
             return held.meta
         return await self.store.fragment(self.info.key, number)
 
+    async def completed_between(
+        self, start_ms: int, end_ms: int, producer: bool, limit: int, newest_first: bool = False
+    ) -> list[FragmentMeta]:
+        """Up to ``limit`` completed fragments starting in ``[start_ms, end_ms]`` (producer or
+        server time), stored or only received yet, in seq order (from the newest if asked).
+
+        Playback shows a fragment as soon as it is RECEIVED, not once it is PERSISTED.
+        """
+        stored = await self.store.fragments_between(
+            self.info.key, start_ms, end_ms, producer=producer, limit=limit,
+            newest_first=newest_first,
+        )
+        merged = {meta.seq: meta for meta in stored}
+        for fragment in self._live:
+            meta = fragment.meta
+            if start_ms <= (meta.producer_ms if producer else meta.server_ms) <= end_ms:
+                merged.setdefault(meta.seq, meta)
+        seqs = sorted(merged, reverse=newest_first)[:limit]
+        return [merged[s] for s in sorted(seqs)]
+
     async def containing(self, time_ms: int, producer: bool) -> FragmentMeta | None:
         """The fragment containing ``time_ms``: the last that started at or before it.
 

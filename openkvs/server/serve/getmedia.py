@@ -14,7 +14,6 @@ import asyncio
 import logging
 import time
 from collections import deque
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -31,7 +30,7 @@ from openkvs.server.serve.chunked import ChunkedBody
 from openkvs.server.serve.live_edge import LiveFollower, send_growing
 from openkvs.server.serve.reader import End, Forward, Serve, SkipExpired, next_step
 from openkvs.server.store.base import ReadOutcome
-from openkvs.server.validate import Validator
+from openkvs.server.validate import Validator, parse_timestamp
 from openkvs.wire import error_ids
 from openkvs.wire.chunk import error_chunk, not_found_chunk
 
@@ -48,23 +47,6 @@ SELECTOR_TYPES = (
     "EARLIEST",
     "CONTINUATION_TOKEN",
 )
-
-
-def parse_timestamp(value: Any) -> int:
-    """StartTimestamp as epoch ms: botocore sends epoch seconds; accept ISO-8601 too."""
-    if isinstance(value, bool):
-        raise InvalidArgumentException("StartTimestamp must be a timestamp.")
-    if isinstance(value, int | float | str):
-        try:
-            return int(round(float(value) * 1000))
-        except (ValueError, OverflowError):  # not a number, NaN, or out of range (1e308)
-            pass
-    if isinstance(value, str):
-        try:
-            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
-        except (ValueError, OverflowError):
-            pass
-    raise InvalidArgumentException("StartTimestamp must be a timestamp.")
 
 
 def _member(selector: dict[str, Any], name: str, kind: str) -> Any:

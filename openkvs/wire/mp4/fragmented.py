@@ -103,5 +103,5 @@ def _traf(run: Samples, data_offset: int) -> bytes:
         struct.pack(">IIIi", d, s, SYNC if k else NON_SYNC, o)
         for d, s, k, o in zip(run.durations, run.sizes, run.sync, run.offsets, strict=True)
     )
-    trun = full_box(b"trun", 1, TRUN_FLAGS, struct.pack(">Ii", len(run), data_offset), entries)
+    trun = full_box(b"trun", 0, TRUN_FLAGS, struct.pack(">Ii", len(run), data_offset), entries)
     return box(b"traf", tfhd, tfdt, trun)

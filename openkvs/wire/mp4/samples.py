@@ -2,10 +2,12 @@
 
 Matroska stores presentation times only. The decode times here are the
 presentation times sorted (the i-th frame in decode order is decoded at the
-i-th earliest presentation time): monotonic, equal to the presentation times
-without B-frames, and the first of a fragment is its earliest frame, so one
-fragment's decode times go on where the previous one's stopped. Frames with
-B-frames get negative composition offsets (``trun`` and ``ctts`` version 1).
+i-th earliest presentation time), moved earlier by the reorder delay so that no
+frame is presented before it is decoded: composition offsets stay non-negative
+(``trun`` version 0 semantics, which every demuxer reads alike), and without
+B-frames decode times equal presentation times. The delay of an encoder is the
+same in every fragment, so one fragment's decode times go on where the
+previous one's stopped.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Samples:
 
     track: int
     first_dts: int
+    first_pts: int
     durations: list[int]
     sizes: list[int]
     offsets: list[int]  # presentation minus decode time
@@ -51,13 +54,16 @@ def track_samples(
     it (``last_ms`` if it is the only one)."""
     mine = [f for f in frames if f.track == track]
     pts = [base_ms + f.offset_ms for f in mine]
-    dts = sorted(pts)
+    ordered = sorted(pts)
+    delay = max((s - p for s, p in zip(ordered, pts, strict=True)), default=0)
+    dts = [s - delay for s in ordered]
     durations = [b - a for a, b in zip(dts, dts[1:], strict=False)]
     if mine:
         durations.append(durations[-1] if durations else max(last_ms, 1))
     return Samples(
         track,
         dts[0] if dts else base_ms,
+        ordered[0] if ordered else base_ms,
         durations,
         [len(f.data) for f in mine],
         [p - d for p, d in zip(pts, dts, strict=True)],

@@ -1,0 +1,64 @@
+"""DASH: GetDASHStreamingSessionURL and the manifest of its session (spec archived-media §2.6).
+
+The media are the same MP4 init and media fragments HLS serves. DASH allows
+no change of codec private data within a session, so the manifest names the
+init segment of the newest set of tracks.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from openkvs.clock import now_ms
+from openkvs.server.archive.hls import bandwidth
+from openkvs.server.archive.mpd import Manifest
+from openkvs.server.archive.playback import CORS, date_of, ended, open_session, refresh
+from openkvs.server.archive.segments import codecs_of
+from openkvs.server.archive.service import Archive, Body
+from openkvs.server.archive.sessions import Session
+from openkvs.server.errors import ResourceNotFoundException
+from openkvs.server.http import json_response
+
+
+async def get_dash_streaming_session_url(
+    archive: Archive, request: web.Request, body: Body
+) -> web.StreamResponse:
+    session = await open_session(
+        archive, body, "DASH", "DASHFragmentSelector", "MaxManifestFragmentResults"
+    )
+    url = f"{archive.config.base_url()}/dash/v1/getDASHManifest.mpd?SessionToken={session.token}"
+    return json_response(request, {"DASHStreamingSessionURL": url})
+
+
+async def get_dash_manifest(archive: Archive, session: Session, request: web.Request) -> web.Response:
+    entries = await refresh(archive, session)
+    if not entries:
+        raise ResourceNotFoundException("The session has no fragments to play yet.")
+    generation = entries[-1].generation
+    entries = [e for e in entries if e.generation == generation]
+    token = session.token
+
+    def init_uri(track: int) -> str:
+        return (
+            f"getMP4InitFragment.mp4?SessionToken={token}&TrackNumber={track}"
+            f"&SequenceNumber={generation}"
+        )
+
+    def media_template(track: int) -> str:
+        return (
+            f"getMP4MediaFragment.mp4?SessionToken={token}&TrackNumber={track}"
+            "&SegmentNumber=$Number$"
+        )
+
+    manifest = Manifest(
+        entries,
+        codecs_of(entries[-1].meta.tracks),
+        bandwidth(entries),
+        init_uri,
+        media_template,
+        live=not ended(session, entries),
+        now_ms=now_ms(),
+        show_number=session.show_number,
+        date_of=date_of(session) if session.show_timestamp else None,
+    )
+    return web.Response(text=manifest.render(), content_type="application/dash+xml", headers=CORS)

@@ -1,0 +1,238 @@
+"""What HLS and DASH sessions share: opening one, keeping its timeline current, and the
+MP4 and TS fragments they serve.
+
+PlaybackMode decides which fragments a session shows (spec archived-media §2.5):
+ON_DEMAND, all those in the range (up to the maximum), once; LIVE, the newest,
+including fragments only RECEIVED so far, so a playlist shows a fragment as
+soon as it is whole; LIVE_REPLAY, those from the start time on, each added
+once the previous one's duration has passed since the session began.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from openkvs.clock import now_ms
+from openkvs.server.archive.segments import codecs_of, init_fragment, media_fragment, read_fragments
+from openkvs.server.archive.service import Archive, Body, time_range
+from openkvs.server.archive.sessions import Session
+from openkvs.server.archive.timeline import Entry, Timeline
+from openkvs.server.errors import InvalidArgumentException, ResourceNotFoundException
+from openkvs.server.model import FragmentMeta, FragmentNumber
+from openkvs.server.runtime.stream import StreamRuntime
+
+LIVE_RECENT_MS = 30_000
+EVER = 1 << 62
+CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "*"}
+DEFAULT_RESULTS = {"LIVE": 5, "LIVE_REPLAY": 5, "ON_DEMAND": 1000}
+
+
+async def open_session(
+    archive: Archive, body: Body, kind: str, selector_key: str, max_key: str
+) -> Session:
+    """Check a Get{HLS,DASH}StreamingSessionURL request and start its session."""
+    stream = await archive.stream(body)
+    mode = body.get("PlaybackMode") or "LIVE"
+    selector = body.get(selector_key) or {}
+    selector_type = selector.get("FragmentSelectorType") or "SERVER_TIMESTAMP"
+    producer = selector_type == "PRODUCER_TIMESTAMP"
+    timestamps = selector.get("TimestampRange")
+    start_ms = end_ms = None
+    if mode == "LIVE":
+        if timestamps is not None:
+            raise InvalidArgumentException("TimestampRange must not be set in LIVE mode.")
+    else:
+        span = time_range(selector_type, timestamps, end_required=mode == "ON_DEMAND")
+        if span.end_ms != EVER and span.end_ms - span.start_ms > 24 * 3600 * 1000:
+            raise InvalidArgumentException("The timestamp range must not exceed 24 hours.")
+        start_ms, end_ms = span.start_ms, (None if span.end_ms == EVER else span.end_ms)
+    created = now_ms()
+    discontinuity = body.get("DiscontinuityMode") or ("NEVER" if producer else "ALWAYS")
+    session = Session(
+        kind=kind,
+        stream_name=stream.info.name,
+        stream_key=stream.info.key,
+        mode=mode,
+        producer=producer,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        max_results=body.get(max_key) or DEFAULT_RESULTS[mode],
+        expires_at=created / 1000 + (body.get("Expires") or 300),
+        created_ms=created,
+        container=body.get("ContainerFormat") or "FRAGMENTED_MP4",
+        show_timestamp=body.get("DisplayFragmentTimestamp") == "ALWAYS",
+        show_number=body.get("DisplayFragmentNumber") == "ALWAYS",
+        timeline=Timeline(discontinuity if kind == "HLS" else "NEVER"),
+    )
+    first = await _first_fragment(stream, session)
+    codecs_of(first.tracks)
+    if session.mode == "LIVE":
+        await refresh(archive, session)
+    return archive.sessions.open(session)
+
+
+async def _first_fragment(stream: StreamRuntime, session: Session) -> FragmentMeta:
+    if session.mode == "LIVE":
+        newest = await stream.completed_between(-EVER, EVER, False, 1, newest_first=True)
+        if not newest or newest[0].server_ms < now_ms() - LIVE_RECENT_MS:
+            raise ResourceNotFoundException(
+                "No fragments were ingested in the last 30 seconds: the stream is not live."
+            )
+        return newest[0]
+    found = await stream.completed_between(
+        session.start_ms or 0, session.end_ms or EVER, session.producer, 1
+    )
+    if not found:
+        raise ResourceNotFoundException("No fragments found in the requested time range.")
+    return found[0]
+
+
+async def session_stream(archive: Archive, session: Session) -> StreamRuntime:
+    info = archive.control.get(session.stream_name)
+    if info is None or info.key != session.stream_key:
+        archive.sessions.close_stream(session.stream_key)
+        raise ResourceNotFoundException("The stream of this session no longer exists.")
+    return await archive.runtimes.get(info)
+
+
+async def refresh(archive: Archive, session: Session) -> list[Entry]:
+    """Bring the session's timeline up to now; the entries a playlist shows now."""
+    stream = await session_stream(archive, session)
+    timeline, limit = session.timeline, session.max_results
+    if session.mode == "ON_DEMAND":
+        if not timeline.entries:
+            timeline.extend(
+                await stream.completed_between(
+                    session.start_ms or 0, session.end_ms or EVER, session.producer, limit
+                )
+            )
+        return timeline.entries
+    if session.mode == "LIVE":
+        timeline.extend(
+            await stream.completed_between(-EVER, EVER, False, limit, newest_first=True)
+        )
+    else:
+        await _replay(stream, session)
+    return list(timeline.window(limit))
+
+
+async def _replay(stream: StreamRuntime, session: Session) -> None:
+    timeline = session.timeline
+    elapsed = now_ms() - session.created_ms
+    while True:
+        shown = sum(e.meta.duration_ms for e in timeline.entries)
+        if timeline.entries and shown > elapsed:
+            return
+        last = timeline.last
+        if last is None:
+            found = await stream.completed_between(
+                session.start_ms or 0, session.end_ms or EVER, session.producer, 1
+            )
+        else:
+            found = await stream.completed_from(last.meta.seq + 1, 1)
+        end = session.end_ms if session.end_ms is not None else EVER
+        if not found or _start(found[0], session.producer) > end:
+            return
+        timeline.extend(found)
+
+
+def ended(session: Session, entries: list[Entry]) -> bool:
+    """Whether the playlist is complete (EXT-X-ENDLIST; a static MPD)."""
+    if session.mode == "ON_DEMAND":
+        return True
+    if session.mode == "LIVE" or session.end_ms is None or not entries:
+        return False
+    last = entries[-1].meta
+    return _start(last, session.producer) + last.duration_ms >= session.end_ms
+
+
+def _start(meta: FragmentMeta, producer: bool) -> int:
+    return meta.producer_ms if producer else meta.server_ms
+
+
+def date_of(session: Session) -> Any:
+    """The clock a session displays fragment times in (DisplayFragmentTimestamp)."""
+    return lambda entry: _start(entry.meta, session.producer)
+
+
+def param(request: web.Request, name: str) -> str:
+    value = request.query.get(name)
+    if value is None:
+        raise InvalidArgumentException(f"The {name} parameter is required.")
+    return value
+
+
+def int_param(request: web.Request, name: str, default: int | None = None) -> int:
+    text = request.query.get(name)
+    if text is None and default is not None:
+        return default
+    if text is None or not text.isdigit():
+        raise InvalidArgumentException(f"The {name} parameter must be a number.")
+    return int(text)
+
+
+async def get_mp4_init_fragment(archive: Archive, session: Session, request: web.Request) -> web.Response:
+    generations = session.timeline.generations
+    sequence = int_param(request, "SequenceNumber", len(generations) - 1)
+    if not 0 <= sequence < len(generations):
+        raise ResourceNotFoundException(f"No init fragment with SequenceNumber {sequence}.")
+    data = init_fragment(generations[sequence], int_param(request, "TrackNumber", 1))
+    return web.Response(body=data, content_type="video/mp4", headers=CORS)
+
+
+async def _fragment(archive: Archive, session: Session, request: web.Request) -> Any:
+    """The fragment a resource names: by FragmentNumber, or (DASH's template) by the
+    session's SegmentNumber."""
+    stream = await session_stream(archive, session)
+    if "SegmentNumber" in request.query and "FragmentNumber" not in request.query:
+        index = int_param(request, "SegmentNumber")
+        entries = session.timeline.entries
+        first = entries[0].index if entries else 0
+        if not first <= index < first + len(entries):
+            raise ResourceNotFoundException(f"The session has no segment {index}.")
+        return (await read_fragments(stream, [entries[index - first].meta]))[0]
+    text = param(request, "FragmentNumber")
+    try:
+        number = FragmentNumber.parse(text)
+    except ValueError:
+        raise InvalidArgumentException(f"{text!r} is not a fragment number.") from None
+    meta = await stream.find(number)
+    if meta is None:
+        raise ResourceNotFoundException(f"Fragment {text} was not found.")
+    return (await read_fragments(stream, [meta]))[0]
+
+
+async def get_mp4_media_fragment(
+    archive: Archive, session: Session, request: web.Request
+) -> web.StreamResponse:
+    fragment = await _fragment(archive, session, request)
+    track = int_param(request, "TrackNumber", 1)
+    parts = media_fragment(fragment, track, fragment.meta.seq & 0xFFFFFFFF)
+    return _send(request, parts, "video/mp4")
+
+
+async def get_ts_fragment(
+    archive: Archive, session: Session, request: web.Request
+) -> web.StreamResponse:
+    from openkvs.server.archive.transport_stream import ts_segment
+
+    fragment = await _fragment(archive, session, request)
+    codecs_of(fragment.meta.tracks)
+    data = await asyncio.to_thread(
+        ts_segment,
+        fragment.header,
+        fragment.body_parts(),
+        fragment.meta.producer_ms,
+        fragment.meta.seq & 0xF,
+    )
+    return _send(request, [data], "video/mp2t")
+
+
+def _send(
+    request: web.Request, parts: list[bytes | memoryview], content_type: str
+) -> web.Response:
+    """One write: a fragment's frames joined once beats a write per frame."""
+    return web.Response(body=b"".join(parts), content_type=content_type, headers=CORS)
