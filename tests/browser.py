@@ -253,11 +253,9 @@ window.__sample = () => {
 def _defaults(kind: Kind, low_latency: bool) -> dict[str, Any]:
     if kind == "hls":
         if low_latency:
-            return {
-                "lowLatencyMode": True,
-                "liveSyncDurationCount": 2,
-                "maxLiveSyncPlaybackRate": 1.5,
-            }
+            # no liveSyncDuration(Count): a user value would override the playlist's
+            # PART-HOLD-BACK, the target an LL-HLS player keeps behind live
+            return {"lowLatencyMode": True, "maxLiveSyncPlaybackRate": 1.5}
         return {"lowLatencyMode": False}
     streaming: dict[str, Any] = {"utcSynchronization": {"enabled": False}}
     if low_latency:

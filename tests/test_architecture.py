@@ -35,6 +35,7 @@ PURE = (
     "openkvs.server.archive.timeline",
     "openkvs.server.archive.m3u8",
     "openkvs.server.archive.mpd",
+    "openkvs.server.archive.transport_stream",
 )
 IO_MODULES = {"asyncio", "aiohttp", "socket", "threading", "selectors", "urllib3", "os", "io"}
 

@@ -14,7 +14,8 @@ import pytest
 
 from openkvs.server.archive.transport_stream import WRAP, ts_segment
 from openkvs.wire.fragmenter import FragmentDone, Fragmenter
-from openkvs.wire.mkv.frames import FrameError
+from openkvs.wire.mkv import ebml
+from openkvs.wire.mkv.frames import FrameError, cluster_frames
 from openkvs.wire.mp4.codecs import CodecError
 from tests.media import cluster, ffmpeg_mkv, simple_block, synthetic_mkv, track_entry
 
@@ -32,7 +33,6 @@ VIDEO = {
         "hvc1",
     ],
 }
-CODEC_NAMES = {"h264": "h264", "bframes": "h264", "hevc": "hevc", "audio_only": None}
 
 
 def encode(path: Path, case: str) -> Path:
@@ -76,8 +76,8 @@ def segments(path: Path, base_ms: int = BASE_MS) -> list[bytes]:
 
 
 def probe(path: Path, *entries: str) -> tuple[dict[str, list[dict[str, str]]], dict[str, str], str]:
-    """Per codec type: ffprobe's packets or frames; the codec names; ffprobe's warnings."""
-    show = ",".join(entries)
+    """Per codec type: ffprobe's packets or frames; the codec (and profile); its warnings."""
+    show = ":".join(entries)
     out = subprocess.run(
         ["ffprobe", "-v", "warning", "-of", "json", "-show_entries", show, str(path)]
         + (["-show_frames"] if "frame" in show else ["-show_packets"]),
@@ -90,7 +90,10 @@ def probe(path: Path, *entries: str) -> tuple[dict[str, list[dict[str, str]]], d
     found: dict[str, list[dict[str, str]]] = {}
     for item in data.get("packets", []) + data.get("frames", []):
         found.setdefault(kinds[item["stream_index"]], []).append(item)
-    names = {s["codec_type"]: s["codec_name"] for s in data["streams"]}
+    names = {
+        s["codec_type"]: " ".join(filter(None, (s.get("codec_name"), s.get("profile"))))
+        for s in data["streams"]
+    }
     return found, names, out.stderr
 
 
@@ -114,15 +117,19 @@ def test_concatenated_segments_hold_the_source_frames_at_its_times(media, case, 
     mkv, segs = media(case)
     ts = tmp_path / "all.ts"
     ts.write_bytes(b"".join(segs))
-    assert len(segs) == 4 and all(len(s) % 188 == 0 and s[0] == 0x47 for s in segs)
+    assert len(segs) >= 4 and all(len(s) % 188 == 0 and s[0] == 0x47 for s in segs)
 
-    source, _, _ = probe(mkv, "packet=stream_index,pts_time", "stream=index,codec_type,codec_name")
+    source, codecs, _ = probe(
+        mkv, "packet=stream_index,pts_time", "stream=index,codec_type,codec_name,profile"
+    )
     packets, names, warnings = probe(
-        ts, "packet=stream_index,pts,dts", "stream=index,codec_type,codec_name"
+        ts, "packet=stream_index,pts,dts", "stream=index,codec_type,codec_name,profile"
     )
     assert warnings == ""  # no continuity, timestamp or parsing complaint
-    assert set(packets) == set(source) == ({"audio"} if case == "audio_only" else {"video", "audio"})
-    assert names.get("video") == CODEC_NAMES[case] and names["audio"] == "aac"
+    assert (
+        set(packets) == set(source) == ({"audio"} if case == "audio_only" else {"video", "audio"})
+    )
+    assert names == codecs and names["audio"] == "aac LC"
     shift = BASE_MS * 90 % WRAP
     for kind, theirs in source.items():
         ours = packets[kind]
@@ -152,10 +159,9 @@ def test_each_segment_plays_alone_and_the_next_goes_on_from_it(media, case) -> N
     for segment in segs:
         assert _pids(segment)[:2] == [0x0000, 0x1000]  # PAT, PMT
         with av.open(io.BytesIO(segment), format="mpegts") as container:
-            first = next(container.decode(video=0))
-            assert first.key_frame
-            container.seek(0)
-            got: dict[str, list[tuple[int, int]]] = {}
+            assert next(container.decode(video=0)).key_frame
+        got: dict[str, list[tuple[int, int]]] = {}
+        with av.open(io.BytesIO(segment), format="mpegts") as container:
             for packet in container.demux():
                 if packet.size:
                     got.setdefault(packet.stream.type, []).append((packet.pts, packet.dts))
@@ -165,7 +171,7 @@ def test_each_segment_plays_alone_and_the_next_goes_on_from_it(media, case) -> N
                 last_high, last_dts = previous[kind][1:]
                 assert stamps[0][1] > last_dts
                 if kind == "video":
-                    assert (low - last_high) * TICK_MS == FRAME_MS
+                    assert low - last_high == FRAME_MS * 90
                 else:
                     assert 0 < (low - last_high) * TICK_MS < 25
             previous[kind] = (low, high, stamps[-1][1])
@@ -176,7 +182,7 @@ def test_timestamps_wrap_at_33_bits_as_ts_does(media, tmp_path) -> None:
         pytest.skip("ffprobe is not installed (.ci/run installs ffmpeg with apt-get)")
     mkv, _ = media("bframes")
     base_ms = WRAP // 90 - 2_000  # the 90 kHz clock wraps 2 s into the stream
-    segs = segments(mkv, base_ms - BASE_MS)
+    segs = segments(mkv, base_ms)
     ts = tmp_path / "wrap.ts"
     ts.write_bytes(b"".join(segs))
     raw = [_first_pts(s) for s in segs]
@@ -187,8 +193,10 @@ def test_timestamps_wrap_at_33_bits_as_ts_does(media, tmp_path) -> None:
         dts = [int(p["dts"]) for p in ours]
         assert all(a < b for a, b in zip(dts, dts[1:], strict=False))
     source, _, _ = probe(mkv, "packet=stream_index,pts_time", "stream=index,codec_type")
-    video = [int(p["pts"]) - round(float(s["pts_time"]) * 90_000)
-             for p, s in zip(packets["video"], source["video"], strict=True)]
+    video = [
+        int(p["pts"]) - round(float(s["pts_time"]) * 90_000)
+        for p, s in zip(packets["video"], source["video"], strict=True)
+    ]
     assert len(set(video)) == 1
 
 
@@ -198,7 +206,11 @@ def test_continuity_counters_run_on_across_consecutive_segments(media) -> None:
     for segment in segs:
         for pos in range(0, len(segment), 188):
             packet = segment[pos : pos + 188]
-            pid, cc, has_payload = int.from_bytes(packet[1:3]) & 0x1FFF, packet[3] & 0xF, packet[3] & 0x10
+            pid, cc, has_payload = (
+                int.from_bytes(packet[1:3]) & 0x1FFF,
+                packet[3] & 0xF,
+                packet[3] & 0x10,
+            )
             assert packet[0] == 0x47 and has_payload
             if pid in counters:
                 assert cc == (counters[pid] + 1) % 16, pid
@@ -206,39 +218,69 @@ def test_continuity_counters_run_on_across_consecutive_segments(media) -> None:
     assert set(counters) == {0x0000, 0x1000, 0x0100, 0x0101}
 
 
-def test_frames_that_are_not_nal_units_and_unsupported_codecs_are_refused(media) -> None:
+def test_an_audio_gap_and_a_frame_over_64_kib_keep_their_times_and_bytes(media) -> None:
+    av = pytest.importorskip("av")
+    mkv, _ = media("h264")
+    fragment = fragments(mkv)[1]
+    frames = list(cluster_frames(fragment.parts, 1_000_000))
+    audio = [f for f in frames if f.track == 2]
+    kept = [f for f in frames if f.track == 1 or not 10 <= audio.index(f) < 20]
+    key = next(f for f in frames if f.keyframe and f.track == 1)
+    filler = (70_001).to_bytes(4, "big") + b"\x0c" + b"\xff" * 69_999 + b"\x80"  # filler NAL
+    blocks = [
+        simple_block(
+            f.track, f.offset_ms, bytes(f.data) + (filler if f is key else b""), f.keyframe
+        )
+        for f in kept
+    ]
+    segment = ts_segment(fragment.header, cluster(0, blocks, known_size=True), 5_000, 0)
+
+    with av.open(io.BytesIO(segment), format="mpegts") as container:
+        assert next(container.decode(video=0)).key_frame
+    with av.open(io.BytesIO(segment), format="mpegts") as container:
+        packets = [(p.stream.type, p.pts, p.size) for p in container.demux() if p.size]
+    pts = [pts for kind, pts, _ in packets if kind == "audio"]
+    expected = [(5_000 + f.offset_ms) * 90 for f in kept if f.track == 2]
+    assert len(pts) == len(expected)
+    assert max(abs(a - b) for a, b in zip(pts, expected, strict=True)) * TICK_MS <= 1
+    assert max(size for kind, _, size in packets if kind == "video") > 70_000
+    lengths = [int.from_bytes(pes[4:6]) for pes in _video_pes_starts(segment)]
+    assert lengths.count(0) == 1  # too long for PES_packet_length: left unbounded
+
+
+def test_frames_that_are_not_nal_units_and_tracks_hls_cannot_carry_are_refused(media) -> None:
     mkv, _ = media("h264")
     header = fragments(mkv)[0].header
-    broken = cluster(0, [simple_block(1, 0, b"\x00\x00\x00\x09abc")], known_size=True)
+    overrun = cluster(0, [simple_block(1, 0, b"\x00\x00\x00\x09abc")], known_size=True)
     with pytest.raises(FrameError):
-        ts_segment(header, broken, 0, 0)
+        ts_segment(header, overrun, 0, 0)
 
-    vp8 = synthetic_mkv([], tracks=())
-    vp8 = vp8.replace(b"", b"", 0)
-    header = _header_with(track_entry(1, "V_VP8"))
+    body = cluster(0, [simple_block(1, 0)], known_size=True)
     with pytest.raises(CodecError) as caught:
-        ts_segment(header, cluster(0, [simple_block(1, 0)], known_size=True), 0, 0)
-    assert caught.value.kind == "unsupported"
-
-
-def _header_with(entry: bytes) -> bytes:
-    from openkvs.wire.mkv import ebml
-
-    mkv = synthetic_mkv([])
+        ts_segment(synthetic_mkv([]), body, 0, 0)  # AVC with no CodecPrivate
+    assert caught.value.kind == "missing"
     tracks = ebml.element(ebml.TRACKS, track_entry(1))
-    return mkv.replace(tracks, ebml.element(ebml.TRACKS, entry))
+    vp8 = synthetic_mkv([]).replace(tracks, ebml.element(ebml.TRACKS, track_entry(1, "V_VP8")))
+    with pytest.raises(CodecError) as caught:
+        ts_segment(vp8, body, 0, 0)
+    assert caught.value.kind == "unsupported"
 
 
 def _pids(segment: bytes) -> list[int]:
     return [int.from_bytes(segment[p + 1 : p + 3]) & 0x1FFF for p in range(0, len(segment), 188)]
 
 
-def _first_pts(segment: bytes) -> int:
-    """The PTS of the segment's first video PES, as stored (33 bits)."""
+def _video_pes_starts(segment: bytes) -> list[bytes]:
+    """The first packet's payload of each video PES."""
+    starts = []
     for pos in range(0, len(segment), 188):
         packet = segment[pos : pos + 188]
         if int.from_bytes(packet[1:3]) == 0x4000 | 0x0100:
-            payload = packet[5 + packet[4] :] if packet[3] & 0x20 else packet[4:]
-            t = payload[9:14]
-            return (t[0] >> 1 & 7) << 30 | t[1] << 22 | (t[2] >> 1) << 15 | t[3] << 7 | t[4] >> 1
-    raise AssertionError("no video PES")
+            starts.append(packet[5 + packet[4] :] if packet[3] & 0x20 else packet[4:])
+    return starts
+
+
+def _first_pts(segment: bytes) -> int:
+    """The PTS of the segment's first video PES, as stored (33 bits)."""
+    t = _video_pes_starts(segment)[0][9:14]
+    return (t[0] >> 1 & 7) << 30 | t[1] << 22 | (t[2] >> 1) << 15 | t[3] << 7 | t[4] >> 1

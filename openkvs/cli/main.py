@@ -38,6 +38,9 @@ _FLAGS = {
     "live_buffer_bytes": "bytes of fragments kept in memory per stream without retention",
     "live_buffer_total_bytes": "bytes of fragments kept in memory by all streams together",
     "retention_interval_s": "how often retention runs",
+    "archive_calls_per_second": "ListFragments and GetMediaForFragmentList calls per second per stream",
+    "clip_calls_per_second": "GetClip calls per second per stream",
+    "archive_max_connections": "concurrent GetMediaForFragmentList responses per stream",
     "credentials": "access keys: JSON {id: secret} or an AWS credentials file (none: dev mode)",
     "access_rules": "JSON file of per-key read/write/admin stream-name prefixes",
     "tls_cert": "PEM certificate (chain) to serve HTTPS with",
@@ -75,6 +78,13 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
         help="turn off the calls-per-second and bytes-per-second quotas (for benchmarks)",
     )
     serve.add_argument(
+        "--hls-low-latency",
+        action="store_true",
+        default=os.environ.get("OPENKVS_HLS_LOW_LATENCY", "") not in ("", "0"),
+        help="serve every LIVE HLS session as low-latency HLS (parts, blocking reloads); "
+        "without it a player asks per session with LowLatency=1 on the master URL",
+    )
+    serve.add_argument(
         "--insecure",
         action="store_true",
         default=os.environ.get("OPENKVS_INSECURE", "") not in ("", "0"),
@@ -98,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         config = Config(**values)
         config.rate_limits = not args.no_rate_limits
         config.insecure = args.insecure
+        config.hls_low_latency = args.hls_low_latency
         logs.setup(config.log_level)
         from openkvs.server.app import serve
         from openkvs.server.auth import AuthConfigError

@@ -25,6 +25,8 @@ class Config:
     archive_calls_per_second: float = 5.0
     clip_calls_per_second: float = 1.0
     archive_max_connections: int = 5
+    # LIVE HLS sessions as low-latency HLS without LowLatency=1 on their URL
+    hls_low_latency: bool = False
     # PutMedia
     putmedia_calls_per_second: float = 5.0
     putmedia_max_bytes_per_second: float = 12_500_000.0

@@ -56,7 +56,7 @@ async def get_dash_manifest(archive: Archive, session: Session, request: web.Req
         bandwidth(entries),
         init_uri,
         media_template,
-        live=not ended(session, entries),
+        live=not ended(session),
         now_ms=now_ms(),
         show_number=session.show_number,
         date_of=date_of(session) if session.show_timestamp else None,

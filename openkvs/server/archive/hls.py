@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from openkvs.server.archive.low_latency import ll_playlist
 from openkvs.server.archive.m3u8 import MediaPlaylist, Variant, master_playlist
 from openkvs.server.archive.playback import (
     CORS,
@@ -22,7 +23,7 @@ from openkvs.server.archive.playback import (
 from openkvs.server.archive.segments import codecs_of
 from openkvs.server.archive.service import Archive, Body
 from openkvs.server.archive.sessions import Session
-from openkvs.server.archive.timeline import Entry
+from openkvs.server.archive.timeline import Entry, Timeline
 from openkvs.server.errors import ResourceNotFoundException
 from openkvs.server.http import json_response
 
@@ -42,6 +43,10 @@ async def get_hls_streaming_session_url(
 async def get_hls_master_playlist(
     archive: Archive, session: Session, request: web.Request
 ) -> web.Response:
+    if _wants_low_latency(archive, session, request) and not session.low_latency:
+        session.low_latency = True
+        if not session.discontinuity_asked and session.timeline.mode != "NEVER":
+            session.timeline = Timeline("NEVER")  # nothing shown yet: renumbering is safe
     entries = await refresh(archive, session)
     if not entries:
         raise ResourceNotFoundException("The session has no fragments to play yet.")
@@ -66,9 +71,13 @@ async def get_hls_master_playlist(
 async def get_hls_media_playlist(
     archive: Archive, session: Session, request: web.Request
 ) -> web.Response:
-    entries = await refresh(archive, session)
     track = int_param(request, "TrackNumber", 1)
     token = session.token
+    low = None
+    if session.low_latency and session.mode == "LIVE" and session.container != "MPEG_TS":
+        entries, low = await ll_playlist(archive, session, request, track, token)
+    else:
+        entries = await refresh(archive, session)
     if session.container == "MPEG_TS":
 
         def segment(entry: Entry) -> str:
@@ -93,11 +102,17 @@ async def get_hls_media_playlist(
         entries,
         segment,
         map_uri,
-        ended=ended(session, entries),
+        ended=ended(session),
         on_demand=session.mode == "ON_DEMAND",
         date_of=date_of(session) if session.show_timestamp else None,
+        low_latency=low,
     )
     return web.Response(text=playlist.render(), content_type=PLAYLIST, headers=CORS)
+
+
+def _wants_low_latency(archive: Archive, session: Session, request: web.Request) -> bool:
+    asked = request.query.get("LowLatency", "").lower() in ("1", "true", "yes")
+    return session.mode == "LIVE" and (asked or archive.config.hls_low_latency)
 
 
 def bandwidth(entries: list[Entry]) -> int:

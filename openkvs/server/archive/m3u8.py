@@ -44,6 +44,32 @@ def master_playlist(variant: Variant) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class PartLine:
+    duration_ms: int
+    uri: str
+    independent: bool
+
+    def render(self) -> str:
+        line = f'#EXT-X-PART:DURATION={self.duration_ms / 1000:.3f},URI="{self.uri}"'
+        return line + (",INDEPENDENT=YES" if self.independent else "")
+
+
+@dataclass(frozen=True, slots=True)
+class LowLatency:
+    """What LL-HLS adds: parts of the newest segments and of the one being made."""
+
+    part_target_ms: int
+    parts: dict[int, list[PartLine]]
+    """Entry index -> its parts (the last few segments only)."""
+    growing: list[PartLine]
+    """The parts made so far of the next segment (media sequence last + 1)."""
+    growing_head: list[str]
+    """Tags the next segment opens with (a discontinuity and its init segment)."""
+    hint: str
+    """The next part's URI (EXT-X-PRELOAD-HINT): the server answers it once it exists."""
+
+
+@dataclass(frozen=True, slots=True)
 class MediaPlaylist:
     entries: Sequence[Entry]
     segment_uri: Callable[[Entry], str]
@@ -53,14 +79,21 @@ class MediaPlaylist:
     on_demand: bool
     date_of: Callable[[Entry], int] | None = None
     """Each segment's EXT-X-PROGRAM-DATE-TIME, epoch ms (DisplayFragmentTimestamp)."""
+    low_latency: LowLatency | None = None
 
     def render(self) -> str:
         entries = self.entries
+        ll = self.low_latency
         target = max((e.meta.duration_ms for e in entries), default=1000)
-        lines = ["#EXTM3U", "#EXT-X-VERSION:7" if self.map_uri else "#EXT-X-VERSION:3"]
+        version = 9 if ll else 7 if self.map_uri else 3
+        lines = ["#EXTM3U", f"#EXT-X-VERSION:{version}"]
         if self.on_demand:
             lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
         lines.append(f"#EXT-X-TARGETDURATION:{max(1, math.ceil(target / 1000))}")
+        if ll is not None:
+            part = ll.part_target_ms / 1000
+            lines.append(f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={3 * part:.3f}")
+            lines.append(f"#EXT-X-PART-INF:PART-TARGET={part:.3f}")
         first = entries[0] if entries else None
         lines.append(f"#EXT-X-MEDIA-SEQUENCE:{first.index if first else 0}")
         if first is not None and first.discontinuities:
@@ -75,8 +108,14 @@ class MediaPlaylist:
                 mapped = entry.generation
             if self.date_of is not None:
                 lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{iso_ms(self.date_of(entry))}")
+            if ll is not None:
+                lines += [p.render() for p in ll.parts.get(entry.index, ())]
             lines.append(f"#EXTINF:{max(entry.meta.duration_ms, 1) / 1000:.3f},")
             lines.append(self.segment_uri(entry))
+        if ll is not None:
+            lines += ll.growing_head
+            lines += [p.render() for p in ll.growing]
+            lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{ll.hint}"')
         if self.ended:
             lines.append("#EXT-X-ENDLIST")
         return "\n".join(lines) + "\n"

@@ -10,7 +10,6 @@ once the previous one's duration has passed since the session began.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -20,9 +19,15 @@ from openkvs.server.archive.segments import codecs_of, init_fragment, media_frag
 from openkvs.server.archive.service import Archive, Body, time_range
 from openkvs.server.archive.sessions import Session
 from openkvs.server.archive.timeline import Entry, Timeline
-from openkvs.server.errors import InvalidArgumentException, ResourceNotFoundException
+from openkvs.server.archive.transport_stream import ts_segment
+from openkvs.server.errors import (
+    InvalidArgumentException,
+    InvalidMediaFrameException,
+    ResourceNotFoundException,
+)
 from openkvs.server.model import FragmentMeta, FragmentNumber
 from openkvs.server.runtime.stream import StreamRuntime
+from openkvs.wire.mkv.frames import FrameError
 
 LIVE_RECENT_MS = 30_000
 EVER = 1 << 62
@@ -66,6 +71,7 @@ async def open_session(
         show_timestamp=body.get("DisplayFragmentTimestamp") == "ALWAYS",
         show_number=body.get("DisplayFragmentNumber") == "ALWAYS",
         timeline=Timeline(discontinuity if kind == "HLS" else "NEVER"),
+        discontinuity_asked=body.get("DiscontinuityMode") is not None,
     )
     first = await _first_fragment(stream, session)
     codecs_of(first.tracks)
@@ -135,18 +141,16 @@ async def _replay(stream: StreamRuntime, session: Session) -> None:
             found = await stream.completed_from(last.meta.seq + 1, 1)
         end = session.end_ms if session.end_ms is not None else EVER
         if not found or _start(found[0], session.producer) > end:
+            session.complete = end <= now_ms()  # nothing more can come in the range
             return
         timeline.extend(found)
 
 
-def ended(session: Session, entries: list[Entry]) -> bool:
+def ended(session: Session) -> bool:
     """Whether the playlist is complete (EXT-X-ENDLIST; a static MPD)."""
     if session.mode == "ON_DEMAND":
         return True
-    if session.mode == "LIVE" or session.end_ms is None or not entries:
-        return False
-    last = entries[-1].meta
-    return _start(last, session.producer) + last.duration_ms >= session.end_ms
+    return session.complete
 
 
 def _start(meta: FragmentMeta, producer: bool) -> int:
@@ -217,17 +221,14 @@ async def get_mp4_media_fragment(
 async def get_ts_fragment(
     archive: Archive, session: Session, request: web.Request
 ) -> web.StreamResponse:
-    from openkvs.server.archive.transport_stream import ts_segment
-
     fragment = await _fragment(archive, session, request)
     codecs_of(fragment.meta.tracks)
-    data = await asyncio.to_thread(
-        ts_segment,
-        fragment.header,
-        fragment.body_parts(),
-        fragment.meta.producer_ms,
-        fragment.meta.seq & 0xF,
-    )
+    try:
+        data = ts_segment(
+            fragment.header, fragment.body_parts(), fragment.meta.producer_ms, fragment.meta.seq
+        )
+    except FrameError as exc:
+        raise InvalidMediaFrameException(f"Fragment {fragment.meta.number}: {exc}") from None
     return _send(request, [data], "video/mp2t")
 
 

@@ -17,6 +17,7 @@ from openkvs.server.archive.hls import (
 )
 from openkvs.server.archive.images import get_images
 from openkvs.server.archive.listing import list_fragments
+from openkvs.server.archive.low_latency import get_mp4_media_part
 from openkvs.server.archive.playback import (
     CORS,
     get_mp4_init_fragment,
@@ -48,6 +49,7 @@ RESOURCES: dict[tuple[str, str], Resource] = {
     ("hls", "getMP4InitFragment.mp4"): get_mp4_init_fragment,
     ("hls", "getMP4MediaFragment.mp4"): get_mp4_media_fragment,
     ("hls", "getTSFragment.ts"): get_ts_fragment,
+    ("hls", "getMP4MediaPart.mp4"): get_mp4_media_part,
     ("dash", "getDASHManifest.mpd"): get_dash_manifest,
     ("dash", "getMP4InitFragment.mp4"): get_mp4_init_fragment,
     ("dash", "getMP4MediaFragment.mp4"): get_mp4_media_fragment,

@@ -38,9 +38,13 @@ class Session:
     show_timestamp: bool = False
     show_number: bool = False
     low_latency: bool = False
+    discontinuity_asked: bool = False
+    """Whether the request chose DiscontinuityMode (LL-HLS otherwise plays without them)."""
     timeline: Timeline = field(default_factory=Timeline)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(48) + "~")
     revoked: bool = False
+    complete: bool = False
+    """LIVE_REPLAY: every fragment of the range has been shown."""
 
 
 class Sessions:

@@ -19,7 +19,8 @@ consecutive segments continue one another with no reset, and the clock wraps onl
 TS wraps it (every ~26.5 h of stream time; demuxers and players unwrap it). Matroska
 stores PTS only, so decode times are the fragment's presentation times sorted, moved
 back by the least delay that keeps every DTS at or before its PTS (none without
-B-frames); fragments of one encoder share that delay, so DTS runs on across segments.
+B-frames). Fragments of one encoder need the same delay, so DTS runs on across segments
+(a fragment needing more than the one before may start up to the difference too early).
 The PCR rides the first packet of each PES on the video PID (the audio PID if there is
 no video), 0.7 s before that PES's DTS, as FFmpeg's VBR mode does.
 
