@@ -38,7 +38,9 @@ HEVC = ["-c:v", "libx265", "-x265-params", "keyint=25:min-keyint=25:scenecut=0:l
 
 @pytest.fixture(scope="module")
 def archive_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = ServerProcess(tmp_path_factory.mktemp("archive") / "data").start()
+    # GetClip's 1 call/s per stream is tested in test_archive_access; here tests follow fast
+    extra = ["--clip-calls-per-second", "100"]
+    server = ServerProcess(tmp_path_factory.mktemp("archive") / "data", extra=extra).start()
     yield server
     server.stop(signal.SIGKILL)
 

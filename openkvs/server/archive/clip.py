@@ -9,6 +9,7 @@ sizes and times for the ``moov``, the second sends the frames.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from aiohttp import web
 from openkvs.server.archive.segments import codecs_of, frames_of, read_fragments
 from openkvs.server.archive.service import MAX_RANGE_MS, Archive, Body, time_range
 from openkvs.server.errors import (
+    AwsError,
     InvalidArgumentException,
     InvalidMediaFrameException,
     ResourceNotFoundException,
@@ -25,6 +27,8 @@ from openkvs.server.model import Fragment, FragmentMeta
 from openkvs.server.runtime.stream import StreamRuntime
 from openkvs.wire.mp4.progressive import ClipLayout
 from openkvs.wire.mp4.samples import nal_units_fit
+
+log = logging.getLogger("openkvs.getclip")
 
 MAX_FRAGMENTS = 200
 MAX_BYTES = 100 * 1000 * 1000
@@ -65,8 +69,14 @@ async def get_clip(archive: Archive, request: web.Request, body: Body) -> web.St
     response.content_length = len(head) + layout.data_size
     await response.prepare(request)
     await response.write(head)
-    async for fragment in _fragments(stream, metas):
-        await response.write(b"".join(layout.sample_data(frames_of(fragment))))
+    try:
+        async for fragment in _fragments(stream, metas):
+            await response.write(b"".join(layout.sample_data(frames_of(fragment))))
+    except AwsError as err:  # retention took a fragment between the passes: the MP4 is cut
+        log.warning("getclip cut short", extra={"stream": stream.info.name, "error": err.message})
+        if request.transport is not None:
+            request.transport.abort()
+        return response
     await response.write_eof()
     return response
 
