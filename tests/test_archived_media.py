@@ -406,6 +406,11 @@ def test_sdk_capture_lists_and_clips(archive_server: ServerProcess, archived, tm
         StreamName="sdk", ClipFragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": span}
     )["Payload"].read())
     assert len(packets(clip, "v")) == 90
+    hls = archived.get_hls_streaming_session_url(
+        StreamName="sdk", PlaybackMode="ON_DEMAND",
+        HLSFragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": span},
+    )["HLSStreamingSessionURL"]
+    assert relative(packets(hls, "v")) == relative(packets(clip, "v"))
 
 
 def test_aws_cli_lists_fragments(archive_server: ServerProcess, av: Loaded) -> None:
@@ -422,3 +427,93 @@ def test_aws_cli_lists_fragments(archive_server: ServerProcess, av: Loaded) -> N
     )
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["Fragments"]) == 4
+
+
+def test_hls_plays_across_a_resolution_change(archive_server: ServerProcess, archived, media_dir: Path) -> None:
+    from tests.kvs import put
+
+    small = ffmpeg_variant(media_dir / "small.mkv", *H264, seconds=2)
+    large = media_dir / "large.mkv"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=640x480:rate=25", "-t", "2",
+         *H264, "-pix_fmt", "yuv420p", "-cluster_time_limit", "5000", "-f", "matroska", str(large)],
+        check=True,
+    )
+    create_stream(archive_server, "resize")
+    before = time.time()
+    for start, source in ((PRODUCER_START_S, small), (PRODUCER_START_S + 2, large)):
+        put(archive_server, "resize", source.read_bytes(), timecode_type="RELATIVE",
+            start_timestamp=f"{start:.3f}")
+    span = {"StartTimestamp": before - 1, "EndTimestamp": time.time() + 1}
+    url = archived.get_hls_streaming_session_url(
+        StreamName="resize", PlaybackMode="ON_DEMAND", DiscontinuityMode="NEVER",
+        HLSFragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": span},
+    )["HLSStreamingSessionURL"]
+    base = url.rsplit("/", 1)[0]
+    media = fetch(f"{base}/{fetch(url)[1].decode().strip().splitlines()[-1]}")[1].decode()
+    maps = re.findall(r'#EXT-X-MAP:URI="([^"]+)"', media)
+    assert [m[-1] for m in maps] == ["0", "1"]  # SequenceNumber: one init segment per CPD
+    sizes = []
+    for uri in maps:
+        init = media_dir / "init.mp4"
+        init.write_bytes(fetch(f"{base}/{uri}")[1])
+        probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=width,height",
+                                "-of", "csv=p=0", str(init)], capture_output=True, text=True)
+        sizes.append(probe.stdout.strip())
+    assert sizes == ["320,240", "640,480"]
+    assert len(packets(url, "v")) == 100
+    clip = archived.get_clip(
+        StreamName="resize",
+        ClipFragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": span},
+    )["Payload"].read()
+    path = media_dir / "resize.mp4"
+    path.write_bytes(clip)
+    assert len(packets(path, "v")) == 50  # a clip ends where the codec private data changes
+
+
+def test_playback_needs_retention_and_packageable_codecs(archive_server: ServerProcess, archived) -> None:
+    from tests.kvs import put
+
+    create_stream(archive_server, "nothing-kept", retention=0)
+    span = {"StartTimestamp": time.time() - 60, "EndTimestamp": time.time()}
+    calls = {
+        "hls": lambda name: archived.get_hls_streaming_session_url(
+            StreamName=name, PlaybackMode="ON_DEMAND",
+            HLSFragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": span}),
+        "dash": lambda name: archived.get_dash_streaming_session_url(
+            StreamName=name, PlaybackMode="ON_DEMAND",
+            DASHFragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": span}),
+        "images": lambda name: archived.get_images(
+            StreamName=name, ImageSelectorType="SERVER_TIMESTAMP", StartTimestamp=span["StartTimestamp"],
+            EndTimestamp=span["EndTimestamp"] - 1, Format="JPEG"),
+    }
+    for call in calls.values():
+        with pytest.raises(ClientError) as err:
+            call("nothing-kept")
+        assert code(err) == ("NoDataRetentionException", 400)
+    create_stream(archive_server, "vp8")
+    before = time.time()
+    put(archive_server, "vp8", _synthetic(_track("V_VP8", None), b"frame"))
+    span["StartTimestamp"], span["EndTimestamp"] = before - 1, time.time() + 1
+    for kind in ("hls", "dash"):
+        with pytest.raises(ClientError) as err:
+            calls[kind]("vp8")
+        assert code(err) == ("UnsupportedStreamMediaTypeException", 400)
+    with pytest.raises(ClientError) as err:
+        archived.get_images(
+            StreamName="nothing-kept", ImageSelectorType="SERVER_TIMESTAMP",
+            StartTimestamp=span["StartTimestamp"], EndTimestamp=span["StartTimestamp"] + 301, Format="PNG")
+    assert code(err) == ("NoDataRetentionException", 400)
+    with pytest.raises(ClientError) as err:
+        archived.get_images(
+            StreamName="vp8", ImageSelectorType="SERVER_TIMESTAMP",
+            StartTimestamp=span["StartTimestamp"], EndTimestamp=span["StartTimestamp"] + 301, Format="PNG")
+    assert code(err) == ("InvalidArgumentException", 400)  # over 300 s
+    first = archived.list_fragments(
+        StreamName="vp8", FragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": span}
+    )["Fragments"][0]["ServerTimestamp"]
+    images = archived.get_images(  # a frame is there, but not one an image can be made of
+        StreamName="vp8", ImageSelectorType="SERVER_TIMESTAMP", StartTimestamp=first,
+        EndTimestamp=first, Format="PNG",
+    )["Images"]
+    assert [i.get("Error") for i in images] == ["MEDIA_ERROR"]

@@ -12,22 +12,17 @@ from aiohttp import web
 from openkvs.clock import now_ms
 from openkvs.server.archive.hls import bandwidth
 from openkvs.server.archive.mpd import Manifest
-from openkvs.server.archive.playback import CORS, date_of, ended, open_session, refresh
+from openkvs.server.archive.playback import CORS, date_of, ended, init_uri, refresh, session_url
 from openkvs.server.archive.segments import codecs_of
 from openkvs.server.archive.service import Archive, Body
 from openkvs.server.archive.sessions import Session
 from openkvs.server.errors import ResourceNotFoundException
-from openkvs.server.http import json_response
 
 
 async def get_dash_streaming_session_url(
     archive: Archive, request: web.Request, body: Body
 ) -> web.StreamResponse:
-    session = await open_session(
-        archive, body, "DASH", "DASHFragmentSelector", "MaxManifestFragmentResults"
-    )
-    url = f"{archive.config.base_url()}/dash/v1/getDASHManifest.mpd?SessionToken={session.token}"
-    return json_response(request, {"DASHStreamingSessionURL": url})
+    return await session_url(archive, request, body, "DASH")
 
 
 async def get_dash_manifest(archive: Archive, session: Session, request: web.Request) -> web.Response:
@@ -38,11 +33,8 @@ async def get_dash_manifest(archive: Archive, session: Session, request: web.Req
     entries = [e for e in entries if e.generation == generation]
     token = session.token
 
-    def init_uri(track: int) -> str:
-        return (
-            f"getMP4InitFragment.mp4?SessionToken={token}&TrackNumber={track}"
-            f"&SequenceNumber={generation}"
-        )
+    def init(track: int) -> str:
+        return init_uri(session, track, generation)
 
     def media_template(track: int) -> str:
         return (
@@ -54,7 +46,7 @@ async def get_dash_manifest(archive: Archive, session: Session, request: web.Req
         entries,
         codecs_of(entries[-1].meta.tracks),
         bandwidth(entries),
-        init_uri,
+        init,
         media_template,
         live=not ended(session),
         now_ms=now_ms(),

@@ -16,16 +16,16 @@ from openkvs.server.archive.playback import (
     CORS,
     date_of,
     ended,
+    init_uri,
     int_param,
-    open_session,
     refresh,
+    session_url,
 )
 from openkvs.server.archive.segments import codecs_of
 from openkvs.server.archive.service import Archive, Body
 from openkvs.server.archive.sessions import Session
 from openkvs.server.archive.timeline import Entry, Timeline
 from openkvs.server.errors import ResourceNotFoundException
-from openkvs.server.http import json_response
 
 PLAYLIST = "application/vnd.apple.mpegurl"
 
@@ -33,11 +33,7 @@ PLAYLIST = "application/vnd.apple.mpegurl"
 async def get_hls_streaming_session_url(
     archive: Archive, request: web.Request, body: Body
 ) -> web.StreamResponse:
-    session = await open_session(
-        archive, body, "HLS", "HLSFragmentSelector", "MaxMediaPlaylistFragmentResults"
-    )
-    url = f"{archive.config.base_url()}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={session.token}"
-    return json_response(request, {"HLSStreamingSessionURL": url})
+    return await session_url(archive, request, body, "HLS")
 
 
 async def get_hls_master_playlist(
@@ -93,10 +89,7 @@ async def get_hls_media_playlist(
             )
 
         def map_uri(entry: Entry) -> str:
-            return (
-                f"getMP4InitFragment.mp4?SessionToken={token}&TrackNumber={track}"
-                f"&SequenceNumber={entry.generation}"
-            )
+            return init_uri(session, track, entry.generation)
 
     playlist = MediaPlaylist(
         entries,

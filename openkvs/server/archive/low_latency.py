@@ -20,7 +20,7 @@ from aiohttp import web
 
 from openkvs.server.archive.m3u8 import LowLatency, PartLine
 from openkvs.server.archive.parts import PART_MS, Part, cut_parts
-from openkvs.server.archive.playback import CORS, int_param, refresh, session_stream
+from openkvs.server.archive.playback import CORS, init_uri, int_param, refresh, session_stream
 from openkvs.server.archive.segments import codec_for, frames_of, read_fragments
 from openkvs.server.archive.service import Archive
 from openkvs.server.archive.sessions import Session
@@ -145,8 +145,7 @@ async def ll_playlist(
     if session.timeline.mode == "ALWAYS" and entries:
         head = [
             "#EXT-X-DISCONTINUITY",
-            f'#EXT-X-MAP:URI="getMP4InitFragment.mp4?SessionToken={token}&TrackNumber={track}'
-            f'&SequenceNumber={entries[-1].generation}"',
+            f'#EXT-X-MAP:URI="{init_uri(session, track, entries[-1].generation)}"',
         ]
     longest = max((p.duration_ms for lines in listed.values() for p in lines), default=PART_MS)
     low = LowLatency(

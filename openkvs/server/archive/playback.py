@@ -25,6 +25,7 @@ from openkvs.server.errors import (
     InvalidMediaFrameException,
     ResourceNotFoundException,
 )
+from openkvs.server.http import json_response
 from openkvs.server.model import FragmentMeta, FragmentNumber
 from openkvs.server.runtime.stream import StreamRuntime
 from openkvs.wire.mkv.frames import FrameError
@@ -35,10 +36,34 @@ CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "*"
 DEFAULT_RESULTS = {"LIVE": 5, "LIVE_REPLAY": 5, "ON_DEMAND": 1000}
 
 
-async def open_session(
-    archive: Archive, body: Body, kind: str, selector_key: str, max_key: str
-) -> Session:
+SESSION_KINDS = {
+    "HLS": ("HLSFragmentSelector", "MaxMediaPlaylistFragmentResults", "hls/v1/getHLSMasterPlaylist.m3u8"),
+    "DASH": ("DASHFragmentSelector", "MaxManifestFragmentResults", "dash/v1/getDASHManifest.mpd"),
+}
+"""Per kind: the request's selector member, its most-fragments member, the entry resource."""
+
+
+async def session_url(
+    archive: Archive, request: web.Request, body: Body, kind: str
+) -> web.Response:
+    """Get{HLS,DASH}StreamingSessionURL: start a session, answer the URL that plays it."""
+    session = await open_session(archive, body, kind)
+    resource = SESSION_KINDS[kind][2]
+    url = f"{archive.config.base_url()}/{resource}?SessionToken={session.token}"
+    return json_response(request, {f"{kind}StreamingSessionURL": url})
+
+
+def init_uri(session: Session, track: int, generation: int) -> str:
+    """The init segment of a track and set of codec private data, relative to the session."""
+    return (
+        f"getMP4InitFragment.mp4?SessionToken={session.token}&TrackNumber={track}"
+        f"&SequenceNumber={generation}"
+    )
+
+
+async def open_session(archive: Archive, body: Body, kind: str) -> Session:
     """Check a Get{HLS,DASH}StreamingSessionURL request and start its session."""
+    selector_key, max_key, _ = SESSION_KINDS[kind]
     stream = await archive.stream(body)
     mode = body.get("PlaybackMode") or "LIVE"
     selector = body.get(selector_key) or {}
