@@ -17,7 +17,17 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import fanout, getmedia_throughput, putmedia_ingest, restart, store, streams_scale
+from bench import (
+    archive,
+    fanout,
+    getmedia_throughput,
+    hls_latency,
+    listfragments,
+    putmedia_ingest,
+    restart,
+    store,
+    streams_scale,
+)
 from bench.common import Row, Settings, print_rows, work_dir
 from bench.report import chart, markdown, profiles
 
@@ -29,6 +39,10 @@ BENCHMARKS: dict[str, Callable[[Settings], list[Row]]] = {
     "streams": streams_scale.run,
     "restart": restart.run,
     "store": store.run,
+    "clip": archive.run_clip,
+    "images": archive.run_images,
+    "listfragments": listfragments.run,
+    "hls_latency": hls_latency.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 
