@@ -99,6 +99,19 @@ def test_get_clip_is_one_call_a_second_per_stream_unless_limits_are_off(make_ser
         archived.get_clip(StreamName="cam", ClipFragmentSelector=selector)["Payload"].read()
 
 
+def test_list_fragments_is_five_calls_a_second_per_stream(make_server, media: Path) -> None:
+    server = make_server()
+    loaded = load(server, "cam", media)
+    archived = server.client("kinesis-video-archived-media")
+    selector = {"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": loaded.server_range()}
+    started = time.monotonic()
+    for _ in range(5):
+        archived.list_fragments(StreamName="cam", FragmentSelector=selector)
+    if time.monotonic() - started < 0.9:
+        assert error(lambda: archived.list_fragments(StreamName="cam", FragmentSelector=selector)) == (
+            400, "ClientLimitExceededException")
+
+
 def test_get_media_for_fragment_list_connections_per_stream(make_server, media: Path) -> None:
     server = make_server("--archive-max-connections", "1")
     loaded = load(server, "cam", media)

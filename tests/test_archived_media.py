@@ -38,8 +38,8 @@ HEVC = ["-c:v", "libx265", "-x265-params", "keyint=25:min-keyint=25:scenecut=0:l
 
 @pytest.fixture(scope="module")
 def archive_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    # GetClip's 1 call/s per stream is tested in test_archive_access; here tests follow fast
-    extra = ["--clip-calls-per-second", "100"]
+    # the per-stream call rates are tested in test_archive_access; here calls follow fast
+    extra = ["--clip-calls-per-second", "100", "--archive-calls-per-second", "1000"]
     server = ServerProcess(tmp_path_factory.mktemp("archive") / "data", extra=extra).start()
     yield server
     server.stop(signal.SIGKILL)
