@@ -129,9 +129,12 @@ def test_list_fragments_paginates_with_boto3_paginator(archived, av: Loaded) -> 
     )
     assert len(pages) == 4
     assert sorted(f["FragmentNumber"] for p in pages for f in p["Fragments"]) == sorted(av.numbers)
-    with pytest.raises(ClientError) as err:
-        archived.list_fragments(StreamName="av", NextToken="bm90IGEgdG9rZW4=")
-    assert code(err) == ("InvalidArgumentException", 400)
+    import base64
+
+    for token in ("bm90IGEgdG9rZW4=", base64.b64encode(b"[1, 0, 1e999, 0, 0]").decode()):
+        with pytest.raises(ClientError) as err:
+            archived.list_fragments(StreamName="av", NextToken=token)
+        assert code(err) == ("InvalidArgumentException", 400)
 
 
 def test_archived_operations_refuse_unknown_streams_and_bad_ranges(archived, av: Loaded) -> None:
@@ -281,6 +284,10 @@ def test_hls_playlists_have_kvs_shape(archived, av: Loaded) -> None:
     assert sum(line.startswith("#EXTINF:") for line in lines) == 4
     segment = next(line for line in lines if line.startswith("getMP4MediaFragment.mp4"))
     assert re.search(r"FragmentNumber=\d+&SessionToken=.+&TrackNumber=1", segment)
+    for bad in ("TrackNumber=%C2%B2", "TrackNumber=" + "9" * 40, "FragmentNumber=12x"):
+        name = bad.split("=")[0]
+        status, body, headers = fetch(f"{base}/{re.sub(name + '=[^&]+', bad, segment)}")
+        assert status == 400 and headers["x-amzn-ErrorType"] == "InvalidArgumentException", bad
 
 
 @pytest.mark.parametrize("container", ["FRAGMENTED_MP4", "MPEG_TS"])

@@ -160,3 +160,30 @@ def test_clip_layout_writes_a_progressive_mp4_ffprobe_reads(av_clip: Path, tmp_p
     for kind in ("v", "a"):
         assert relative(packets(out, kind)) == relative(packets(av_clip, kind))
     assert len(packets(out, "v")) == 150
+
+
+def test_timeline_placement_announces_what_the_next_entry_opens_with() -> None:
+    timeline = Timeline("NEVER", keep=2)
+    timeline.extend([meta(1, 0), meta(2, 1000), meta(3, 2000)])
+    assert len(timeline.entries) == 2 and timeline.shown_ms == 3000  # trimming keeps the total
+    assert timeline.placement(3000, (VIDEO,)) == (False, 0)
+    assert timeline.placement(4000, (VIDEO, AUDIO)) == (False, 1)  # registered before it is whole
+    timeline.extend([meta(4, 3000, tracks=(VIDEO, AUDIO))])
+    assert timeline.last is not None and timeline.last.generation == 1
+    timeline.mark_break()  # the announced fragment failed: its replacement is cut off from it
+    assert timeline.placement(4000, (VIDEO, AUDIO)) == (True, 1)
+    timeline.extend([meta(5, 4000, tracks=(VIDEO, AUDIO))])
+    assert timeline.last is not None and timeline.last.discontinuity and not timeline.broken
+
+
+def test_live_replay_manifest_is_live_from_when_the_session_began() -> None:
+    timeline = Timeline("NEVER")
+    timeline.extend([meta(1, 5000), meta(2, 6000)])
+    manifest = Manifest(
+        timeline.entries, playable((VIDEO,)), 1000, lambda t: "i", lambda t: "m$Number$",
+        live=True, now_ms=10_000, origin_ms=4_000,
+    )
+    root = ET.fromstring(manifest.render())
+    assert root.get("type") == "dynamic"
+    assert root.get("availabilityStartTime") == "1970-01-01T00:00:04.000Z"
+    assert root.get("timeShiftBufferDepth") == "PT32.000S"

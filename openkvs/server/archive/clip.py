@@ -17,7 +17,6 @@ from aiohttp import web
 from openkvs.server.archive.segments import codecs_of, frames_of, read_fragments
 from openkvs.server.archive.service import MAX_RANGE_MS, Archive, Body, time_range
 from openkvs.server.errors import (
-    AwsError,
     InvalidArgumentException,
     InvalidMediaFrameException,
     ResourceNotFoundException,
@@ -68,16 +67,18 @@ async def get_clip(archive: Archive, request: web.Request, body: Body) -> web.St
     response.content_type = "video/mp4"
     response.content_length = len(head) + layout.data_size
     await response.prepare(request)
-    await response.write(head)
     try:
+        await response.write(head)
         async for fragment in _fragments(stream, metas):
             await response.write(b"".join(layout.sample_data(frames_of(fragment))))
-    except AwsError as err:  # retention took a fragment between the passes: the MP4 is cut
-        log.warning("getclip cut short", extra={"stream": stream.info.name, "error": err.message})
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client went away
+    except Exception as exc:  # after the 200 only a cut connection can say it: the MP4 is short
+        # (retention took a fragment between the passes, or the store failed)
+        log.warning("getclip cut short", extra={"stream": stream.info.name, "error": str(exc)})
         if request.transport is not None:
             request.transport.abort()
-        return response
-    await response.write_eof()
     return response
 
 

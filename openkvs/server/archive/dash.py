@@ -16,6 +16,7 @@ from openkvs.server.archive.playback import CORS, date_of, ended, init_uri, refr
 from openkvs.server.archive.segments import codecs_of
 from openkvs.server.archive.service import Archive, Body
 from openkvs.server.archive.sessions import Session
+from openkvs.server.archive.timeline import Entry
 from openkvs.server.errors import ResourceNotFoundException
 
 
@@ -27,6 +28,7 @@ async def get_dash_streaming_session_url(
 
 async def get_dash_manifest(archive: Archive, session: Session, request: web.Request) -> web.Response:
     entries = await refresh(archive, session)
+    session.served = True
     if not entries:
         raise ResourceNotFoundException("The session has no fragments to play yet.")
     generation = entries[-1].generation
@@ -52,5 +54,15 @@ async def get_dash_manifest(archive: Archive, session: Session, request: web.Req
         now_ms=now_ms(),
         show_number=session.show_number,
         date_of=date_of(session) if session.show_timestamp else None,
+        origin_ms=_origin(session, entries),
     )
     return web.Response(text=manifest.render(), content_type="application/dash+xml", headers=CORS)
+
+
+def _origin(session: Session, entries: list[Entry]) -> int:
+    """LIVE_REPLAY: the first fragment shown is live when the session began."""
+    if session.mode != "LIVE_REPLAY":
+        return 0
+    if session.origin_ms is None:
+        session.origin_ms = session.created_ms - entries[0].meta.producer_ms
+    return session.origin_ms

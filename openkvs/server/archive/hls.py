@@ -41,8 +41,8 @@ async def get_hls_master_playlist(
 ) -> web.Response:
     if _wants_low_latency(archive, session, request) and not session.low_latency:
         session.low_latency = True
-        if not session.discontinuity_asked and session.timeline.mode != "NEVER":
-            session.timeline = Timeline("NEVER")  # nothing shown yet: renumbering is safe
+        if not (session.discontinuity_asked or session.served) and session.timeline.mode != "NEVER":
+            session.timeline = Timeline("NEVER")  # no playlist out yet: renumbering is safe
     entries = await refresh(archive, session)
     if not entries:
         raise ResourceNotFoundException("The session has no fragments to play yet.")
@@ -69,6 +69,7 @@ async def get_hls_media_playlist(
 ) -> web.Response:
     track = int_param(request, "TrackNumber", 1)
     token = session.token
+    session.served = True
     low = None
     if session.low_latency and session.mode == "LIVE" and session.container != "MPEG_TS":
         entries, low = await ll_playlist(archive, session, request, track, token)

@@ -133,6 +133,6 @@ def _token_index(token: str | None) -> int:
         (index,) = json.loads(base64.b64decode(token, validate=True))
         if isinstance(index, int) and index >= 0:
             return index
-    except (ValueError, TypeError, binascii.Error):
+    except (ValueError, TypeError, OverflowError, binascii.Error):
         pass
     raise InvalidArgumentException("The NextToken is not valid.")

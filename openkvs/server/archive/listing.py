@@ -82,5 +82,5 @@ def _decode(token: str) -> tuple[TimeRange, tuple[int, int]]:
     try:
         producer, start, end, at, seq = json.loads(base64.b64decode(token, validate=True))
         return TimeRange(bool(producer), int(start), int(end)), (int(at), int(seq))
-    except (ValueError, TypeError, binascii.Error):
+    except (ValueError, TypeError, OverflowError, binascii.Error):
         raise InvalidArgumentException("The NextToken is not valid.") from None

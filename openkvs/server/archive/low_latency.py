@@ -20,12 +20,19 @@ from aiohttp import web
 
 from openkvs.server.archive.m3u8 import LowLatency, PartLine
 from openkvs.server.archive.parts import PART_MS, Part, cut_parts
-from openkvs.server.archive.playback import CORS, init_uri, int_param, refresh, session_stream
+from openkvs.server.archive.playback import (
+    CORS,
+    init_uri,
+    int_param,
+    query_int,
+    refresh,
+    session_stream,
+)
 from openkvs.server.archive.segments import codec_for, frames_of, read_fragments
 from openkvs.server.archive.service import Archive
 from openkvs.server.archive.sessions import Session
 from openkvs.server.archive.timeline import Entry
-from openkvs.server.errors import InvalidArgumentException, ResourceNotFoundException
+from openkvs.server.errors import ResourceNotFoundException
 from openkvs.server.model import TrackSet
 from openkvs.server.runtime.stream import StreamRuntime
 from openkvs.wire.mkv.frames import Frame, FrameError, cluster_frames, read_header
@@ -86,6 +93,10 @@ async def _segment(
         frames = list(cluster_frames(list(growing.parts), header.scale))
     except FrameError:
         return None
+    announced = session.announced
+    if announced is not None and announced[0] == msn and announced[1] != growing.seq:
+        session.timeline.mark_break()  # what was announced as ``msn`` failed; this replaces it
+    session.announced = (msn, growing.seq)
     return Segment(growing.producer_ms, header.tracks, frames, growing.complete)
 
 
@@ -102,8 +113,8 @@ async def ll_playlist(
     """The entries and LL additions of a media playlist, once it holds what the
     player asked for with ``_HLS_msn``/``_HLS_part`` (or HOLD_S has passed)."""
     stream = await session_stream(archive, session)
-    want_msn = _optional_int(request, "_HLS_msn")
-    want_part = _optional_int(request, "_HLS_part")
+    want_msn = query_int(request, "_HLS_msn")
+    want_part = query_int(request, "_HLS_part")
     deadline = time.monotonic() + HOLD_S
     while True:
         entries = await refresh(archive, session)
@@ -142,11 +153,12 @@ async def ll_playlist(
             for i, p in enumerate(parts[:made])
         ]
     head = []
-    if session.timeline.mode == "ALWAYS" and entries:
-        head = [
-            "#EXT-X-DISCONTINUITY",
-            f'#EXT-X-MAP:URI="{init_uri(session, track, entries[-1].generation)}"',
-        ]
+    if growing is not None:  # what its entry will open with, said before its first part
+        cut, generation = session.timeline.placement(growing.producer_ms, growing.tracks)
+        if cut:
+            head.append("#EXT-X-DISCONTINUITY")
+        if cut or not entries or generation != entries[-1].generation:
+            head.append(f'#EXT-X-MAP:URI="{init_uri(session, track, generation)}"')
     longest = max((p.duration_ms for lines in listed.values() for p in lines), default=PART_MS)
     low = LowLatency(
         max(PART_MS, longest), listed, growing_lines, head, part_uri(next_msn, len(growing_lines))
@@ -183,12 +195,3 @@ async def get_mp4_media_part(
             break
         await changed(stream, deadline - time.monotonic())
     raise ResourceNotFoundException(f"Segment {msn} has no part {number}.")
-
-
-def _optional_int(request: web.Request, name: str) -> int | None:
-    text = request.query.get(name)
-    if text is None:
-        return None
-    if not text.isdigit():
-        raise InvalidArgumentException(f"The {name} parameter must be a number.")
-    return int(text)

@@ -20,6 +20,8 @@ from openkvs.server.archive.timeline import Entry
 from openkvs.wire.mp4.codecs import Codec
 
 KVS_NAMESPACE = "https://kinesisvideo.amazonaws.com/ns/dash"
+SLACK_MS = 30_000
+"""Added to a live window's depth: a producer clock a little behind keeps its segments in it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,9 @@ class Manifest:
     now_ms: int
     show_number: bool = False
     date_of: Callable[[Entry], int] | None = None
+    origin_ms: int = 0
+    """Live: the wall-clock time (epoch ms) of media time 0. Producer time is wall-clock
+    time, so LIVE uses the epoch; LIVE_REPLAY moves it so the replay is live now."""
 
     def render(self) -> str:
         entries = self.entries
@@ -49,9 +54,9 @@ class Manifest:
         if self.live:
             target = max((e.meta.duration_ms for e in entries), default=1000)
             mpd += (
-                'type="dynamic" availabilityStartTime="1970-01-01T00:00:00Z" '
+                f'type="dynamic" availabilityStartTime="{iso_ms(self.origin_ms)}" '
                 f'publishTime="{iso_ms(self.now_ms)}" minimumUpdatePeriod="{_duration(target)}" '
-                f'timeShiftBufferDepth="{_duration(total_ms)}" '
+                f'timeShiftBufferDepth="{_duration(total_ms + SLACK_MS)}" '
                 f'suggestedPresentationDelay="{_duration(target * 2)}">'
             )
             offset = 0

@@ -15,7 +15,13 @@ from typing import Any
 from aiohttp import web
 
 from openkvs.clock import now_ms
-from openkvs.server.archive.segments import codecs_of, init_fragment, media_fragment, read_fragments
+from openkvs.server.archive.segments import (
+    CODEC_ERRORS,
+    codecs_of,
+    init_fragment,
+    media_fragment,
+    read_fragments,
+)
 from openkvs.server.archive.service import Archive, Body, time_range
 from openkvs.server.archive.sessions import Session
 from openkvs.server.archive.timeline import Entry, Timeline
@@ -29,6 +35,7 @@ from openkvs.server.http import json_response
 from openkvs.server.model import FragmentMeta, FragmentNumber
 from openkvs.server.runtime.stream import StreamRuntime
 from openkvs.wire.mkv.frames import FrameError
+from openkvs.wire.mp4.codecs import CodecError
 
 LIVE_RECENT_MS = 30_000
 EVER = 1 << 62
@@ -142,29 +149,39 @@ async def refresh(archive: Archive, session: Session) -> list[Entry]:
             )
         return timeline.entries
     if session.mode == "LIVE":
-        timeline.extend(
-            await stream.completed_between(-EVER, EVER, False, limit, newest_first=True)
-        )
+        last = timeline.last
+        if session.low_latency and last is not None:  # parts were announced: skip nothing
+            found = await stream.completed_from(last.meta.seq + 1, limit)
+            announced = session.announced
+            if found and announced is not None and announced[0] == timeline.shown:
+                if found[0].seq != announced[1]:  # the announced fragment failed: a new one
+                    timeline.mark_break()
+            timeline.extend(found)
+        else:
+            timeline.extend(
+                await stream.completed_between(-EVER, EVER, False, limit, newest_first=True)
+            )
     else:
         await _replay(stream, session)
     return list(timeline.window(limit))
 
 
 async def _replay(stream: StreamRuntime, session: Session) -> None:
+    """Add each fragment once the previous ones' durations have passed since the session
+    began; at most a playlist's worth per call, so a late request never floods the loop."""
     timeline = session.timeline
     elapsed = now_ms() - session.created_ms
-    while True:
-        shown = sum(e.meta.duration_ms for e in timeline.entries)
-        if timeline.entries and shown > elapsed:
+    end = session.end_ms if session.end_ms is not None else EVER
+    for _ in range(session.max_results):
+        if timeline.entries and timeline.shown_ms > elapsed:
             return
         last = timeline.last
         if last is None:
             found = await stream.completed_between(
-                session.start_ms or 0, session.end_ms or EVER, session.producer, 1
+                session.start_ms or 0, end, session.producer, 1
             )
         else:
             found = await stream.completed_from(last.meta.seq + 1, 1)
-        end = session.end_ms if session.end_ms is not None else EVER
         if not found or _start(found[0], session.producer) > end:
             session.complete = end <= now_ms()  # nothing more can come in the range
             return
@@ -194,13 +211,26 @@ def param(request: web.Request, name: str) -> str:
     return value
 
 
-def int_param(request: web.Request, name: str, default: int | None = None) -> int:
+MAX_PARAM_DIGITS = 18
+
+
+def query_int(request: web.Request, name: str) -> int | None:
+    """A whole-number query parameter (None when absent); InvalidArgument when it is not one."""
     text = request.query.get(name)
-    if text is None and default is not None:
-        return default
-    if text is None or not text.isdigit():
-        raise InvalidArgumentException(f"The {name} parameter must be a number.")
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) <= MAX_PARAM_DIGITS):
+        raise InvalidArgumentException(f"The {name} parameter must be a whole number.")
     return int(text)
+
+
+def int_param(request: web.Request, name: str, default: int | None = None) -> int:
+    value = query_int(request, name)
+    if value is None:
+        if default is None:
+            raise InvalidArgumentException(f"The {name} parameter is required.")
+        return default
+    return value
 
 
 async def get_mp4_init_fragment(archive: Archive, session: Session, request: web.Request) -> web.Response:
@@ -247,13 +277,17 @@ async def get_ts_fragment(
     archive: Archive, session: Session, request: web.Request
 ) -> web.StreamResponse:
     fragment = await _fragment(archive, session, request)
-    codecs_of(fragment.meta.tracks)
+    meta = fragment.meta
+    codecs_of(meta.tracks)
+    shown = [e.index for e in reversed(session.timeline.entries) if e.meta.seq == meta.seq]
     try:
         data = ts_segment(
-            fragment.header, fragment.body_parts(), fragment.meta.producer_ms, fragment.meta.seq
+            fragment.header, fragment.body_parts(), meta.producer_ms, shown[0] if shown else 0
         )
     except FrameError as exc:
-        raise InvalidMediaFrameException(f"Fragment {fragment.meta.number}: {exc}") from None
+        raise InvalidMediaFrameException(f"Fragment {meta.number}: {exc}") from None
+    except CodecError as exc:
+        raise CODEC_ERRORS[exc.kind](str(exc)) from None
     return _send(request, [data], "video/mp2t")
 
 

@@ -44,6 +44,12 @@ class Session:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(48) + "~")
     revoked: bool = False
     complete: bool = False
+    served: bool = False
+    """A media playlist or manifest went out: the numbering is no longer the session's to change."""
+    origin_ms: int | None = None
+    """DASH LIVE_REPLAY: the wall-clock time of media time 0 (set by the first manifest)."""
+    announced: tuple[int, int] | None = None
+    """LL-HLS: the media sequence number whose parts were announced, and that fragment's seq."""
     """LIVE_REPLAY: every fragment of the range has been shown."""
 
 

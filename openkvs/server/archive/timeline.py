@@ -41,6 +41,10 @@ class Timeline:
     entries: list[Entry] = field(default_factory=list)
     generations: list[TrackSet] = field(default_factory=list)
     shown: int = 0
+    shown_ms: int = 0
+    """The duration of every entry ever shown (trimming old entries does not lower it)."""
+    broken: bool = False
+    """The next entry starts with a discontinuity whatever the mode (``mark_break``)."""
 
     @property
     def last(self) -> Entry | None:
@@ -62,18 +66,32 @@ class Timeline:
     def window(self, count: int) -> Sequence[Entry]:
         return self.entries[-count:] if count < len(self.entries) else self.entries
 
-    def _entry(self, meta: FragmentMeta, last: Entry | None) -> Entry:
-        if not self.generations or self.generations[-1] != meta.tracks:
-            self.generations.append(meta.tracks)
+    def mark_break(self) -> None:
+        """What was announced of the next entry will not be it (LL-HLS parts of a fragment
+        that failed): the next entry starts with a discontinuity."""
+        self.broken = True
+
+    def placement(self, producer_ms: int, tracks: TrackSet) -> tuple[bool, int]:
+        """Whether the next entry, starting at ``producer_ms`` with ``tracks``, will start with
+        a discontinuity, and its generation (a new set of tracks is registered now, so that
+        LL-HLS can name its init segment before the entry is whole)."""
+        if not self.generations or self.generations[-1] != tracks:
+            self.generations.append(tracks)
         generation = len(self.generations) - 1
-        if self.mode == "ALWAYS":
-            cut = True
-        elif self.mode == "NEVER" or last is None:
-            cut = False
-        else:
-            expected = last.meta.producer_ms + last.meta.duration_ms
-            cut = abs(meta.producer_ms - expected) > GAP_MS or generation != last.generation
+        last = self.last
+        if self.mode == "ALWAYS" or self.broken:
+            return True, generation
+        if self.mode == "NEVER" or last is None:
+            return False, generation
+        expected = last.meta.producer_ms + last.meta.duration_ms
+        gap = abs(producer_ms - expected) > GAP_MS
+        return gap or generation != last.generation, generation
+
+    def _entry(self, meta: FragmentMeta, last: Entry | None) -> Entry:
+        cut, generation = self.placement(meta.producer_ms, meta.tracks)
         before = last.discontinuities + int(last.discontinuity) if last is not None else 0
         entry = Entry(meta, self.shown, cut, before, generation)
         self.shown += 1
+        self.shown_ms += meta.duration_ms
+        self.broken = False
         return entry

@@ -60,7 +60,8 @@ class Codec:
         return box(
             b"mp4a",
             bytes(6) + struct.pack(">H", 1) + bytes(8),
-            struct.pack(">HHHHI", t.channels or 2, 16, 0, 0, (self.sample_rate & 0xFFFF) << 16),
+            # a 16.16 field: rates above 65,535 Hz are written as 0 (decoders read the ASC)
+            struct.pack(">HHHHI", t.channels or 2, 16, 0, 0, (self.sample_rate << 16) if self.sample_rate <= 0xFFFF else 0),
             _esds(t.number, t.codec_private),
         )
 
@@ -68,6 +69,10 @@ class Codec:
 def codec_of(track: TrackEntry) -> Codec:
     """The track as MP4 carries it, or CodecError saying why it cannot be."""
     cpd = track.codec_private
+    if not 0 < track.number <= 0xFFFF or max(track.width, track.height) > 0xFFFF:
+        raise CodecError(
+            "invalid", f"Track {track.number} has a number or picture size MP4 cannot carry."
+        )
     if track.codec_id in AVC | HEVC:
         if not cpd:
             raise CodecError("missing", f"Track {track.number} has no codec private data.")

@@ -36,15 +36,18 @@ def mvhd(duration: int, next_track: int) -> bytes:
     )
 
 
-def trak(codec: Codec, duration: int, sample_table: bytes, edits: bytes = b"") -> bytes:
-    """A track box; ``sample_table`` is the stbl's content after its stsd."""
+def trak(
+    codec: Codec, duration: int, sample_table: bytes, edits: bytes = b"", shown: int | None = None
+) -> bytes:
+    """A track box; ``sample_table`` is the stbl's content after its stsd. ``duration`` is the
+    media's, ``shown`` the edit list's (the track's in the movie), when they differ."""
     t = codec.track
     video = codec.is_video
     tkhd = full_box(
         b"tkhd",
         0,
         3,  # enabled, in movie
-        struct.pack(">IIIII", 0, 0, t.number, 0, duration),
+        struct.pack(">IIIII", 0, 0, t.number, 0, duration if shown is None else shown),
         bytes(8),
         struct.pack(">hhhH", 0, 0, 0 if video else 0x100, 0),
         MATRIX,

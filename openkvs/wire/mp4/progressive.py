@@ -128,7 +128,7 @@ class ClipLayout:
                                struct.pack(f">{len(track.sizes)}I", *track.sizes)))
         tables.append(_stsc([n for n, _ in track.chunks if n]))
         tables.append(full_box(b"co64", 0, 0, _counted(">Q", offsets)))
-        return trak(track.codec, duration, b"".join(tables), edits)
+        return trak(track.codec, duration, b"".join(tables), edits, max(late, 0) + duration)
 
 
 def _counted(fmt: str, values: Sequence[int]) -> bytes:
