@@ -106,3 +106,30 @@ def test_ffmpeg_pipe_to_put_and_get_follow_survive_a_server_restart(make_server,
             getter.wait(10)
     assert _progress(get_log) == seconds
     assert sorted(probe_frames(out)) == sorted(probe_frames(reference))
+
+
+def test_fragments_clip_and_play(make_server, av_clip: Path, tmp_path: Path) -> None:
+    from tests.archive import fetch, packets, relative
+
+    server = make_server("--no-rate-limits")  # GetClip is one call a second per stream
+    assert openkvs("streams", "create", "cli2", server=server).returncode == 0
+    put(server, "cli2", av_clip.read_bytes(), timecode_type="RELATIVE")
+    listed = openkvs("fragments", "cli2", "--start", "5m", server=server)
+    assert listed.returncode == 0 and "6 fragments" in listed.stderr
+    assert len(listed.stdout.splitlines()) == 7  # a header and a line each
+    clip = tmp_path / "clip.mp4"
+    got = openkvs("clip", "cli2", "--start", "5m", "-o", str(clip), server=server)
+    assert got.returncode == 0 and f"written to {clip}" in got.stderr
+    assert relative(packets(clip, "v")) == relative(packets(av_clip, "v"))
+    empty = openkvs(
+        "clip", "cli2", "--start", "2020-01-01T00:00:00Z", "--end", "2020-01-01T00:01:00Z",
+        "-o", str(tmp_path / "none.mp4"), server=server,
+    )
+    assert empty.returncode == 1 and "openkvs fragments" in empty.stderr
+    bad = openkvs("clip", "cli2", "--start", "yesterday", "-o", str(clip), server=server)
+    assert bad.returncode != 0 and "ISO-8601" in bad.stderr
+    played = openkvs("play", "cli2", "--mode", "ON_DEMAND", "--start", "5m", server=server)
+    assert played.returncode == 0 and "ffplay" in played.stderr
+    status, body, _ = fetch(played.stdout.strip())
+    assert status == 200 and body.startswith(b"#EXTM3U")
+    assert openkvs("play", "cli2", "--mode", "ON_DEMAND", server=server).returncode != 0
