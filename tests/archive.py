@@ -54,8 +54,18 @@ def load(server: ServerProcess, name: str, source: Path, retention: int = 24) ->
     return Loaded(name, source, before, time.time(), result.acks)
 
 
-def ffmpeg_variant(path: Path, *codec: str, audio: bool = False, seconds: int = 4) -> Path:
-    """An MKV of ``seconds`` with one 1-second Cluster per GOP, encoded with ``codec`` args."""
+AAC_AUDIO = ("-c:a", "aac", "-b:a", "64k")
+
+
+def ffmpeg_variant(
+    path: Path,
+    *codec: str,
+    audio: bool = False,
+    seconds: int = 4,
+    audio_codec: tuple[str, ...] = AAC_AUDIO,
+) -> Path:
+    """An MKV of ``seconds`` with one 1-second Cluster per GOP, encoded with ``codec`` args
+    (and, with ``audio``, a 440 Hz tone encoded with ``audio_codec`` args)."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed (.ci/run installs it with apt-get)")
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
@@ -64,7 +74,7 @@ def ffmpeg_variant(path: Path, *codec: str, audio: bool = False, seconds: int = 
         cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
     cmd += ["-t", str(seconds), *codec, "-pix_fmt", "yuv420p"]
     if audio:
-        cmd += ["-c:a", "aac", "-b:a", "64k"]
+        cmd += audio_codec
     cmd += ["-cluster_size_limit", "8M", "-cluster_time_limit", "5000", "-f", "matroska", str(path)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 
-from openkvs.server.archive.segments import codecs_of, frames_of, read_fragments
+from openkvs.server.archive.segments import CLIP_G711, codecs_of, frames_of, read_fragments
 from openkvs.server.archive.service import MAX_RANGE_MS, Archive, Body, time_range
 from openkvs.server.errors import (
     InvalidArgumentException,
@@ -49,7 +49,7 @@ async def get_clip(archive: Archive, request: web.Request, body: Body) -> web.St
     if not metas:
         raise ResourceNotFoundException("No fragments found in the requested time range.")
     metas = clip_fragments(metas)
-    codecs = codecs_of(metas[0].tracks)
+    codecs = codecs_of(metas[0].tracks, CLIP_G711)
     layout = ClipLayout(codecs)
     video = {c.track.number: c.nal_length_size for c in codecs if c.is_video}
     async for fragment in _fragments(stream, metas):

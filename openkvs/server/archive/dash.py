@@ -13,7 +13,7 @@ from openkvs.clock import now_ms
 from openkvs.server.archive.hls import bandwidth
 from openkvs.server.archive.mpd import Manifest
 from openkvs.server.archive.playback import CORS, date_of, ended, init_uri, refresh, session_url
-from openkvs.server.archive.segments import codecs_of
+from openkvs.server.archive.segments import SESSION_G711, codecs_of
 from openkvs.server.archive.service import Archive, Body
 from openkvs.server.archive.sessions import Session
 from openkvs.server.archive.timeline import Entry
@@ -46,7 +46,7 @@ async def get_dash_manifest(archive: Archive, session: Session, request: web.Req
 
     manifest = Manifest(
         entries,
-        codecs_of(entries[-1].meta.tracks),
+        codecs_of(entries[-1].meta.tracks, SESSION_G711["DASH"]),
         bandwidth(entries),
         init,
         media_template,

@@ -17,6 +17,7 @@ from aiohttp import web
 from openkvs.clock import now_ms
 from openkvs.server.archive.segments import (
     CODEC_ERRORS,
+    SESSION_G711,
     codecs_of,
     init_fragment,
     media_fragment,
@@ -106,7 +107,7 @@ async def open_session(archive: Archive, body: Body, kind: str) -> Session:
         discontinuity_asked=body.get("DiscontinuityMode") is not None,
     )
     first = await _first_fragment(stream, session)
-    codecs_of(first.tracks)
+    codecs_of(first.tracks, SESSION_G711[kind])
     if session.mode == "LIVE":
         await refresh(archive, session)
     return archive.sessions.open(session)
@@ -238,7 +239,8 @@ async def get_mp4_init_fragment(archive: Archive, session: Session, request: web
     sequence = int_param(request, "SequenceNumber", len(generations) - 1)
     if not 0 <= sequence < len(generations):
         raise ResourceNotFoundException(f"No init fragment with SequenceNumber {sequence}.")
-    data = init_fragment(generations[sequence], int_param(request, "TrackNumber", 1))
+    track = int_param(request, "TrackNumber", 1)
+    data = init_fragment(generations[sequence], track, SESSION_G711[session.kind])
     return web.Response(body=data, content_type="video/mp4", headers=CORS)
 
 
@@ -269,7 +271,9 @@ async def get_mp4_media_fragment(
 ) -> web.StreamResponse:
     fragment = await _fragment(archive, session, request)
     track = int_param(request, "TrackNumber", 1)
-    parts = media_fragment(fragment, track, fragment.meta.seq & 0xFFFFFFFF)
+    parts = media_fragment(
+        fragment, track, fragment.meta.seq & 0xFFFFFFFF, SESSION_G711[session.kind]
+    )
     return _send(request, parts, "video/mp4")
 
 

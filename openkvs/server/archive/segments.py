@@ -1,6 +1,8 @@
 """Stored fragments as playback packages them: codecs checked, frames read, MP4 segments.
 
-Codec problems become the errors AWS names for them (spec archived-media §2.4).
+Codec problems become the errors AWS names for them (spec archived-media §2.4). Which
+G.711 audio a path takes is AWS's codec table: GetClip A-law (§2.4), DASH A-law or
+mu-law (§2.6), HLS and its MPEG-TS none (§2.8).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from openkvs.server.errors import (
 from openkvs.server.model import Fragment, FragmentMeta, TrackSet
 from openkvs.server.runtime.stream import StreamRuntime
 from openkvs.wire.mkv.frames import Frame, FrameError, cluster_frames, read_header
-from openkvs.wire.mp4.codecs import Codec, CodecError, playable
+from openkvs.wire.mp4.codecs import ALAW, NO_G711, ULAW, Codec, CodecError, playable
 from openkvs.wire.mp4.fragmented import init_segment, media_segment
 from openkvs.wire.mp4.samples import track_samples
 
@@ -27,18 +29,22 @@ CODEC_ERRORS: dict[str, type[AwsError]] = {
     "invalid": InvalidCodecPrivateDataException,
     "unsupported": UnsupportedStreamMediaTypeException,
 }
+CLIP_G711 = frozenset({ALAW})
+SESSION_G711 = {"HLS": NO_G711, "DASH": frozenset({ALAW, ULAW})}
+"""The G.711 laws of a session's kind."""
 
 
-def codecs_of(tracks: TrackSet) -> list[Codec]:
-    """The fragment's tracks as MP4 carries them, or the AWS error saying why not."""
+def codecs_of(tracks: TrackSet, g711: frozenset[str] = NO_G711) -> list[Codec]:
+    """The fragment's tracks as MP4 carries them, or the AWS error saying why not;
+    ``g711``: the G.711 laws the caller's playback takes."""
     try:
-        return playable(tracks)
+        return playable(tracks, g711)
     except CodecError as exc:
         raise CODEC_ERRORS[exc.kind](str(exc)) from None
 
 
-def codec_for(tracks: TrackSet, track_number: int) -> Codec:
-    for codec in codecs_of(tracks):
+def codec_for(tracks: TrackSet, track_number: int, g711: frozenset[str] = NO_G711) -> Codec:
+    for codec in codecs_of(tracks, g711):
         if codec.track.number == track_number:
             return codec
     raise ResourceNotFoundException(f"The fragments have no track {track_number}.")
@@ -67,15 +73,17 @@ async def read_fragments(stream: StreamRuntime, metas: Sequence[FragmentMeta]) -
     return out
 
 
-def init_fragment(tracks: TrackSet, track_number: int) -> bytes:
-    return init_segment([codec_for(tracks, track_number)])
+def init_fragment(
+    tracks: TrackSet, track_number: int, g711: frozenset[str] = NO_G711
+) -> bytes:
+    return init_segment([codec_for(tracks, track_number, g711)])
 
 
 def media_fragment(
-    fragment: Fragment, track_number: int, sequence: int
+    fragment: Fragment, track_number: int, sequence: int, g711: frozenset[str] = NO_G711
 ) -> list[bytes | memoryview]:
     """``moof`` + ``mdat`` of one track of one fragment, at its producer time (``tfdt``)."""
-    codec = codec_for(fragment.meta.tracks, track_number)
+    codec = codec_for(fragment.meta.tracks, track_number, g711)
     run = track_samples(
         track_number,
         frames_of(fragment),
