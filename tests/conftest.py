@@ -16,6 +16,8 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
+pytest_plugins = ["tests.services"]  # PostgreSQL and SeaweedFS on free ports, for the cluster store
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures"
 

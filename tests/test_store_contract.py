@@ -1,7 +1,7 @@
 """The storage contract: every backend answers the same queries with the same typed errors.
 
-Runs against the memory store and the embedded store; a clustered backend is
-added to ``BACKENDS`` and must pass unchanged.
+Runs against the memory store, the embedded store and the clustered store (a real
+PostgreSQL and SeaweedFS, started by ``tests/services.py``), unchanged.
 """
 
 from __future__ import annotations
@@ -69,23 +69,34 @@ def fragment(seq: int, tracks: tuple[TrackEntry, ...] = H264, keyframe: bool = T
 Opener = Callable[[], Awaitable[Any]]
 
 
-@pytest.fixture(params=["memory", "embedded"])
+@pytest.fixture(params=["memory", "embedded", "cluster"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    make: Callable[[], Any]
     if request.param == "memory":
-        store: Any = MemoryStore()
+        make = MemoryStore
+    elif request.param == "embedded":
+        make = lambda: EmbeddedStore(str(tmp_path), segment_bytes=2000)  # noqa: E731
     else:
-        store = EmbeddedStore(str(tmp_path), segment_bytes=2000)
+        from openkvs.server.store.cluster import ClusterStore, S3Target
+
+        url, bucket = request.getfixturevalue("database_url"), request.getfixturevalue("s3_bucket")
+        target = S3Target(bucket.endpoint_url, bucket.access_key, bucket.secret_key, bucket.bucket)
+        make = lambda: ClusterStore(url, target)  # noqa: E731
+        first = make()
+        await first.init()
+        await first.close()
+    store = make()
     await store.open()
     await store.save_stream(INFO, None)
     store.durable = request.param != "memory"
-    store.reopen = lambda: _reopen(store, tmp_path)
+    store.reopen = lambda: _reopen(store, make)
     yield store
     await store.close()
 
 
-async def _reopen(store: Any, tmp_path: Path) -> Any:
+async def _reopen(store: Any, make: Callable[[], Any]) -> Any:
     await store.close()
-    again = EmbeddedStore(str(tmp_path), segment_bytes=2000)
+    again = make()
     await again.open()
     return again
 
