@@ -12,6 +12,18 @@ from dataclasses import fields
 from openkvs import __version__, logs
 from openkvs.server.config import Config
 
+STORE_FLAGS = {
+    "store": "where streams and fragments live: embedded (--data-dir) or postgres (a cluster)",
+    "database_url": "postgres store: the PostgreSQL URL (postgresql://user@host:port/db)",
+    "s3_endpoint_url": "postgres store: the S3-compatible object store's URL",
+    "s3_bucket": "postgres store: the bucket fragment bytes go to",
+    "s3_access_key_id": "postgres store: the object store's access key",
+    "s3_secret_access_key": "postgres store: its secret (prefer the environment variable)",
+    "s3_region": "postgres store: the object store's region",
+    "node_url": "the URL other nodes and clients reach this node at (GetDataEndpoint)",
+    "node_id": "this node's name in the cluster (default: its --node-url)",
+}
+
 _FLAGS = {
     "host": "address to listen on",
     "port": "port to listen on",
@@ -46,6 +58,7 @@ _FLAGS = {
     "tls_cert": "PEM certificate (chain) to serve HTTPS with",
     "tls_key": "PEM private key for --tls-cert",
     "retention_unit_s": "seconds one DataRetentionInHours hour lasts (for tests only)",
+    **STORE_FLAGS,
 }
 
 
@@ -57,20 +70,56 @@ def _env_default(name: str, default: object) -> object:
     return convert(raw)
 
 
-def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    serve = sub.add_parser("serve", help="run the OpenKVS server")
+def _config_flags(parser: argparse.ArgumentParser, names: dict[str, str]) -> None:
+    """A flag per Config field in ``names``, its default from OPENKVS_<NAME> or Config."""
     defaults = Config()
     for f in fields(Config):
-        if f.name not in _FLAGS:
+        if f.name not in names:
             continue
         default = getattr(defaults, f.name)
         kind = type(default) if default is not None else str
-        serve.add_argument(
+        parser.add_argument(
             "--" + f.name.replace("_", "-"),
             type=kind,
             default=_env_default(f.name, default),
-            help=f"{_FLAGS[f.name]} (env OPENKVS_{f.name.upper()}; default {default})",
+            help=f"{names[f.name]} (env OPENKVS_{f.name.upper()}; default {default})",
         )
+
+
+def _cluster_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    cluster = sub.add_parser("cluster", help="set up the database and bucket of a cluster")
+    cluster.add_argument("action", choices=("init",), help="init: create or migrate the schema")
+    _config_flags(cluster, {k: v for k, v in STORE_FLAGS.items() if k.startswith(("database", "s3"))})
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from openkvs.server.config import ConfigError
+    from openkvs.server.store.base import StoreError
+    from openkvs.server.store.cluster import ClusterStore
+
+    values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
+    config = Config(**values, store="postgres")
+
+    async def init() -> int:
+        store = ClusterStore.from_config(config)
+        try:
+            return await store.init()
+        finally:
+            await store.close()
+
+    try:
+        config.check_store()
+        version = asyncio.run(init())
+    except (ConfigError, StoreError) as exc:
+        print(f"openkvs: {exc}", file=sys.stderr)
+        return 2
+    print(f"schema version {version} ready; bucket {config.s3_bucket} ready", file=sys.stderr)
+    return 0
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = sub.add_parser("serve", help="run the OpenKVS server")
+    _config_flags(serve, _FLAGS)
     serve.add_argument(
         "--no-rate-limits",
         action="store_true",
@@ -97,12 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _cluster_parser(sub)
     from openkvs.cli import commands
 
     commands.add_parsers(sub)
     args = parser.parse_args(argv)
     if args.command in commands.NAMES:
         return commands.run(args)
+    if args.command == "cluster":
+        return _cluster(args)
     if args.command == "serve":
         values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
         config = Config(**values)
@@ -112,10 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         logs.setup(config.log_level)
         from openkvs.server.app import serve
         from openkvs.server.auth import AuthConfigError
+        from openkvs.server.config import ConfigError
+        from openkvs.server.store.base import StoreError
+        from openkvs.server.store.cluster.schema import SchemaError
 
         try:
             asyncio.run(serve(config))
-        except AuthConfigError as exc:
+        except (AuthConfigError, ConfigError, SchemaError, StoreError) as exc:
             print(f"openkvs: {exc}", file=sys.stderr)
             return 2
         except OSError as exc:

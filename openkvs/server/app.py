@@ -98,7 +98,13 @@ def build_app(config: Config, store: Store) -> web.Application:
 
 
 def default_store(config: Config) -> Store:
-    """The embedded store in ``--data-dir``; ``:memory:`` keeps nothing across restarts."""
+    """The embedded store in ``--data-dir`` (``:memory:`` keeps nothing across restarts), or
+    with ``--store postgres`` the clustered one."""
+    config.check_store()
+    if config.store == "postgres":
+        from openkvs.server.store.cluster import ClusterStore
+
+        return ClusterStore.from_config(config)
     if config.data_dir == ":memory:":
         from openkvs.server.store.memory import MemoryStore
 

@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+class ConfigError(ValueError):
+    """A setting that is missing or wrong; the message says which flag to give."""
+
+
+CLUSTER_SETTINGS = ("database_url", "s3_endpoint_url", "s3_bucket")
+
+
 @dataclass(slots=True)
 class Config:
     host: str = "127.0.0.1"
@@ -48,6 +55,16 @@ class Config:
     # seconds one DataRetentionInHours hour lasts: 3600, shortened only by tests
     retention_unit_s: float = 3600.0
     rate_limits: bool = True
+    # storage: "embedded" (data_dir) or "postgres" (a cluster: PostgreSQL + S3-compatible)
+    store: str = "embedded"
+    database_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_region: str = "us-east-1"
+    node_url: str | None = None
+    node_id: str | None = None
     # authentication and transport (openkvs.server.auth)
     credentials: str | None = None
     access_rules: str | None = None
@@ -56,6 +73,8 @@ class Config:
     insecure: bool = False
 
     def base_url(self) -> str:
+        if self.node_url or self.public_url:
+            return (self.node_url or self.public_url or "").rstrip("/")
         if self.public_url:
             return self.public_url.rstrip("/")
         host = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
@@ -63,3 +82,15 @@ class Config:
             host = f"[{host}]"
         scheme = "https" if self.tls_cert else "http"
         return f"{scheme}://{host}:{self.port}"
+
+    def check_store(self) -> None:
+        """ConfigError unless the storage settings go together."""
+        if self.store not in ("embedded", "postgres"):
+            raise ConfigError(f"--store must be embedded or postgres, not {self.store!r}")
+        if self.store == "postgres":
+            missing = [name for name in CLUSTER_SETTINGS if not getattr(self, name)]
+            if missing:
+                flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+                raise ConfigError(
+                    f"--store postgres needs {flags} (or OPENKVS_{missing[0].upper()} and the like)"
+                )

@@ -38,12 +38,17 @@ def object_key(stream_key: str, seq: int) -> str:
 class Objects:
     def __init__(self, target: S3Target) -> None:
         self.bucket = target.bucket
+        keys = {}  # none given: botocore's own chain (environment, profiles, instance roles)
+        if target.access_key:
+            keys = {
+                "aws_access_key_id": target.access_key,
+                "aws_secret_access_key": target.secret_key,
+            }
         self.client: Any = botocore.session.get_session().create_client(
             "s3",
             endpoint_url=target.endpoint_url,
             region_name=target.region,
-            aws_access_key_id=target.access_key,
-            aws_secret_access_key=target.secret_key,
+            **keys,
             config=BotoConfig(
                 s3={"addressing_style": "path"},
                 signature_version="s3v4",

@@ -18,6 +18,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from openkvs.server.config import Config
 from openkvs.server.model import Fragment, FragmentMeta, FragmentNumber, StreamInfo, TrackSet
 from openkvs.server.store.base import (
     Fenced,
@@ -49,13 +50,25 @@ class ClusterStore:
         self._watchers = Watchers()
         self._newest: dict[str, int] = {}  # per stream, the highest seq this process has seen
 
+    @classmethod
+    def from_config(cls, config: Config) -> ClusterStore:
+        target = S3Target(
+            config.s3_endpoint_url or "",
+            config.s3_access_key_id or "",
+            config.s3_secret_access_key or "",
+            config.s3_bucket or "",
+            config.s3_region,
+        )
+        return cls(config.database_url or "", target)
+
     # ---- lifecycle ---------------------------------------------------------------------------
 
-    async def init(self) -> None:
-        """Create or migrate the schema and the bucket (``openkvs cluster init``)."""
+    async def init(self) -> int:
+        """Create or migrate the schema and the bucket (``openkvs cluster init``); the version."""
         async with self._connection() as conn:
-            await migrate(conn)
+            version = await migrate(conn)
         await self.objects.create_bucket()
+        return version
 
     async def open(self) -> list[StreamInfo]:
         async with self._connection() as conn:

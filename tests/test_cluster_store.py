@@ -1,0 +1,75 @@
+"""One OpenKVS node on the clustered store: a real PostgreSQL and SeaweedFS, the real CLI,
+boto3 and PutMedia; what it stores survives a restart of the node."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.archive import load, packets, relative
+from tests.kvs import get_media, numbers
+
+
+def cluster_flags(database_url: str, bucket: Any) -> list[str]:
+    return [
+        "--store", "postgres", "--database-url", database_url,
+        "--s3-endpoint-url", bucket.endpoint_url, "--s3-bucket", bucket.bucket,
+        "--s3-access-key-id", bucket.access_key, "--s3-secret-access-key", bucket.secret_key,
+    ]
+
+
+def openkvs(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "openkvs", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_node_refuses_a_database_without_the_schema_until_cluster_init(
+    make_server, database_url: str, s3_bucket: Any, tmp_path: Path
+) -> None:
+    flags = cluster_flags(database_url, s3_bucket)
+    refused = openkvs("serve", "--port", "0", *flags)
+    assert refused.returncode == 2 and "run `openkvs cluster init`" in refused.stderr
+    half = openkvs("serve", "--store", "postgres", "--database-url", database_url)
+    assert half.returncode == 2 and "--s3-endpoint-url, --s3-bucket" in half.stderr
+    done = openkvs("cluster", "init", *flags[2:])
+    assert done.returncode == 0 and "schema version 1 ready" in done.stderr, done.stderr
+    assert openkvs("cluster", "init", *flags[2:]).returncode == 0  # again: nothing to do
+
+
+def test_ingest_read_and_playback_on_the_cluster_store_survive_a_restart(
+    make_server, database_url: str, s3_bucket: Any, av_clip: Path, tmp_path: Path
+) -> None:
+    flags = cluster_flags(database_url, s3_bucket)
+    assert openkvs("cluster", "init", *flags[2:]).returncode == 0
+    server = make_server(*flags, "--node-url", "http://node-a.example:8080",
+                         "--getmedia-idle-timeout-s", "0.5", "--no-rate-limits")
+    control = server.client()
+    loaded = load(server, "cam", av_clip)
+    assert len(loaded.numbers) == 6
+    endpoint = control.get_data_endpoint(StreamName="cam", APIName="GET_MEDIA")["DataEndpoint"]
+    assert endpoint == "http://node-a.example:8080"
+    payload = get_media(server, "cam", {"StartSelectorType": "EARLIEST"})
+    assert numbers(payload) == loaded.numbers
+    server.stop()
+    server.start()  # a new process: everything comes back from PostgreSQL and the objects
+    assert [s["StreamName"] for s in server.client().list_streams()["StreamInfoList"]] == ["cam"]
+    assert numbers(get_media(server, "cam", {"StartSelectorType": "EARLIEST"})) == loaded.numbers
+    archived = server.client("kinesis-video-archived-media")
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(archived.get_clip(
+        StreamName="cam",
+        ClipFragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": loaded.server_range()},
+    )["Payload"].read())
+    assert relative(packets(clip, "v")) == relative(packets(av_clip, "v"))
+    keys = s3_bucket.client().list_objects_v2(Bucket=s3_bucket.bucket)["Contents"]
+    assert len(keys) == 6 and all(k["Key"].startswith("cam.") for k in keys)
+    control = server.client()
+    control.delete_stream(StreamARN=control.describe_stream(StreamName="cam")["StreamInfo"]["StreamARN"])
+    deadline = time.monotonic() + 10
+    while s3_bucket.client().list_objects_v2(Bucket=s3_bucket.bucket).get("KeyCount"):
+        assert time.monotonic() < deadline, "the stream's objects were not deleted"
+        time.sleep(0.1)
