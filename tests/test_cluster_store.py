@@ -73,3 +73,31 @@ def test_ingest_read_and_playback_on_the_cluster_store_survive_a_restart(
     while s3_bucket.client().list_objects_v2(Bucket=s3_bucket.bucket).get("KeyCount"):
         assert time.monotonic() < deadline, "the stream's objects were not deleted"
         time.sleep(0.1)
+
+
+async def test_a_fragment_stored_by_one_node_wakes_a_reader_waiting_on_another(
+    database_url: str, s3_bucket: Any
+) -> None:
+    import asyncio
+
+    from openkvs.server.store.cluster import ClusterStore, S3Target
+    from tests.test_store_contract import INFO, fragment
+
+    target = S3Target(s3_bucket.endpoint_url, s3_bucket.access_key, s3_bucket.secret_key, s3_bucket.bucket)
+    writer, reader = ClusterStore(database_url, target), ClusterStore(database_url, target)
+    await writer.init()
+    try:
+        await writer.open()
+        await reader.open()
+        await writer.save_stream(INFO, None)
+        assert await reader.wait_for_fragment(INFO.key, 0, 0.2) is False
+        waiting = asyncio.create_task(reader.wait_for_fragment(INFO.key, 0, 10))
+        await asyncio.sleep(0.3)  # the reader is listening before the append
+        started = time.monotonic()
+        await writer.append(await writer.claim_writer(INFO.key), [fragment(1)])
+        assert await asyncio.wait_for(waiting, 5) is True
+        assert time.monotonic() - started < 1.0  # woken by NOTIFY, not by its timeout
+        assert [m.seq for m in await reader.fragments_after(INFO.key, 0, 10)] == [1]
+    finally:
+        await writer.close()
+        await reader.close()

@@ -20,6 +20,10 @@ class Watchers:
         if event is not None:
             event.set()
 
+    def wake_all(self) -> None:
+        for key in list(self._events):
+            self.wake(key)
+
     async def wait(self, key: str, timeout: float, ready: Callable[[], bool]) -> bool:
         """Until ``ready()`` holds or ``timeout`` passes; whether it holds."""
         loop = asyncio.get_running_loop()

@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from openkvs.server.config import Config
@@ -37,6 +37,8 @@ from openkvs.server.store.watch import Watchers
 from openkvs.wire.mkv.elements import TrackEntry
 
 POOL_SIZE = 4
+CHANNEL = "openkvs_fragments"
+RELISTEN_S = 1.0
 COLUMNS = "seq, number, server_ms, producer_ms, duration_ms, size, keyframe, track_set"
 
 
@@ -48,7 +50,9 @@ class ClusterStore:
         self._connections: list[Any] = []
         self._tracks: dict[str, TrackSet] = {}
         self._watchers = Watchers()
-        self._newest: dict[str, int] = {}  # per stream, the highest seq this process has seen
+        self._changes: dict[str, int] = {}  # per stream, appends heard of (here or by NOTIFY)
+        self._reconnects = 0
+        self._listener: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> ClusterStore:
@@ -77,6 +81,11 @@ class ClusterStore:
         return [_info(row[0]) for row in rows]
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
         for conn in self._connections:
             await conn.close()
         self._connections.clear()
@@ -182,9 +191,9 @@ class ClusterStore:
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [_row(key, f, self._track_set_id(f.meta.tracks)) for f in fragments],
                 )
-        if seqs:
-            self._newest[key] = max(self._newest.get(key, -1), seqs[-1])
-        self._watchers.wake(key)
+            if seqs:  # delivered to every node's listener when this commits
+                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{seqs[-1]} {key}"))
+        self._heard(key)
 
     async def _fence(self, claim: WriterClaim, conn: Any = None) -> None:
         sql = "SELECT writer_token FROM streams WHERE key = %s" + (" FOR UPDATE" if conn else "")
@@ -282,14 +291,51 @@ class ClusterStore:
         return len(deleted)
 
     async def wait_for_fragment(self, key: str, after_seq: int, timeout: float) -> bool:
-        """Appends through this store wake the wait (other nodes' appends will arrive by
-        LISTEN/NOTIFY); the newest stored seq is asked of the database first."""
-        last = await self.last_fragment(key)
-        if last is not None:
-            self._newest[key] = max(self._newest.get(key, -1), last.seq)
-        return await self._watchers.wait(
-            key, timeout, lambda: self._newest.get(key, -1) > after_seq
-        )
+        """Until a fragment above ``after_seq`` is stored by any node: appends anywhere wake
+        the wait (LISTEN/NOTIFY), and each wake asks the database, since NOTIFY does not
+        replay what a listener missed while it reconnected."""
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            heard = self._heard_of(key)
+            last = await self.last_fragment(key)
+            if last is not None and last.seq > after_seq:
+                return True
+            left = deadline - loop.time()
+            if left <= 0 or not await self._watchers.wait(key, left, _changed(self, key, heard)):
+                return False
+
+    async def _listen(self) -> None:
+        """Hear every node's appends; after a lost connection, wake every waiter to re-ask."""
+        import psycopg
+
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
+                try:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self._reconnected()
+                    async for note in conn.notifies():
+                        self._heard(note.payload.split(" ", 1)[1])
+                finally:
+                    await conn.close()
+            except psycopg.Error:
+                self._reconnected()
+                await asyncio.sleep(RELISTEN_S)
+
+    def _heard_of(self, key: str) -> int:
+        """A count that moves whenever news of ``key`` may have come."""
+        return self._changes.get(key, 0) + self._reconnects
+
+    def _heard(self, key: str) -> None:
+        self._changes[key] = self._changes.get(key, 0) + 1
+        self._watchers.wake(key)
+
+    def _reconnected(self) -> None:
+        self._reconnects += 1
+        self._watchers.wake_all()
 
     # ---- rows and metas ----------------------------------------------------------------------
 
@@ -322,6 +368,10 @@ class ClusterStore:
         set_id = hashlib.sha256(text.encode()).hexdigest()[:32]
         self._tracks.setdefault(set_id, tracks)
         return set_id
+
+
+def _changed(store: ClusterStore, key: str, heard: int) -> Callable[[], bool]:
+    return lambda: store._heard_of(key) != heard
 
 
 def _row(key: str, fragment: Fragment, set_id: str) -> tuple[Any, ...]:
