@@ -101,3 +101,30 @@ async def test_a_fragment_stored_by_one_node_wakes_a_reader_waiting_on_another(
     finally:
         await writer.close()
         await reader.close()
+
+
+async def test_objects_no_row_points_at_are_swept_when_a_writer_claims_the_stream(
+    database_url: str, s3_bucket: Any
+) -> None:
+    from openkvs.server.store.cluster import ClusterStore, S3Target
+    from openkvs.server.store.cluster.objects import object_key
+    from tests.test_store_contract import INFO, fragment
+
+    target = S3Target(s3_bucket.endpoint_url, s3_bucket.access_key, s3_bucket.secret_key, s3_bucket.bucket)
+    store = ClusterStore(database_url, target)
+    await store.init()
+    try:
+        await store.open()
+        await store.save_stream(INFO, None)
+        await store.append(await store.claim_writer(INFO.key), [fragment(1), fragment(2)])
+        s3 = s3_bucket.client()
+        for seq in (3, 7):  # uploaded, then the writer crashed before its rows committed
+            s3.put_object(Bucket=s3_bucket.bucket, Key=object_key(INFO.key, seq), Body=b"orphan")
+        claim = await store.claim_writer(INFO.key)
+        assert claim.next_seq == 3
+        listed = s3.list_objects_v2(Bucket=s3_bucket.bucket)["Contents"]
+        assert sorted(item["Key"] for item in listed) == [object_key(INFO.key, 1), object_key(INFO.key, 2)]
+        got = await store.read(INFO.key, [fragment(1).meta, fragment(2).meta])
+        assert [g.meta.seq for g in got] == [1, 2] and all(not hasattr(g, "where") for g in got)
+    finally:
+        await store.close()

@@ -94,19 +94,23 @@ class Objects:
                 Delete={"Objects": batch, "Quiet": True},
             )
 
-    async def delete_prefix(self, prefix: str) -> None:
+    async def delete_prefix(self, prefix: str, after: str = "") -> int:
+        """Delete the objects under ``prefix`` whose keys sort after ``after``; how many."""
         paginator = self.client.get_paginator("list_objects_v2")
 
         def keys() -> list[str]:
             return [
                 item["Key"]
-                for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, StartAfter=after)
                 for item in page.get("Contents", [])
             ]
 
-        await self.delete(await asyncio.to_thread(keys))
+        found = await self._call(keys)
+        await self.delete(found)
+        return len(found)
 
     async def _call(self, method: Any, **kwargs: Any) -> Any:
+        """``method`` in a worker thread; its failure a StoreError."""
         try:
             return await asyncio.to_thread(method, **kwargs)
         except (ClientError, BotoCoreError) as exc:

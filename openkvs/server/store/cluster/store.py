@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -35,6 +36,8 @@ from openkvs.server.store.cluster.objects import Objects, S3Target, object_key
 from openkvs.server.store.cluster.schema import check, migrate
 from openkvs.server.store.watch import Watchers
 from openkvs.wire.mkv.elements import TrackEntry
+
+log = logging.getLogger("openkvs.store.cluster")
 
 POOL_SIZE = 4
 CHANNEL = "openkvs_fragments"
@@ -158,7 +161,14 @@ class ClusterStore:
         if not rows:
             raise StreamNotFound(f"no stream {key}")
         token, last = rows[0]
-        return WriterClaim(key, int(token), 0 if last is None else int(last) + 1)
+        next_seq = 0 if last is None else int(last) + 1
+        # Objects above the last committed row are a crashed or fenced writer's: no row will
+        # ever point at them (the new writer numbers above ``last`` and fences the old one).
+        after = object_key(key, next_seq - 1) if next_seq else ""
+        swept = await self.objects.delete_prefix(f"{key}/", after)
+        if swept:
+            log.info("swept orphaned objects", extra={"stream": key, "objects": swept})
+        return WriterClaim(key, int(token), next_seq)
 
     async def append(self, claim: WriterClaim, fragments: Sequence[Fragment]) -> None:
         key = claim.key
