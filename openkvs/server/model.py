@@ -32,6 +32,10 @@ class FragmentMeta:
     def seq(self) -> int:
         return self.number.seq
 
+    def start_ms(self, producer: bool) -> int:
+        """When it starts by the producer's clock or the server's: what selectors compare."""
+        return self.producer_ms if producer else self.server_ms
+
 
 @dataclass(slots=True)
 class Fragment:

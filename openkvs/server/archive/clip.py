@@ -14,7 +14,13 @@ from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 
-from openkvs.server.archive.segments import CLIP_G711, codecs_of, frames_of, read_fragments
+from openkvs.server.archive.segments import (
+    CLIP_G711,
+    codecs_of,
+    frames_of,
+    in_runs,
+    read_fragments,
+)
 from openkvs.server.archive.service import MAX_RANGE_MS, Archive, Body, time_range
 from openkvs.server.errors import (
     InvalidArgumentException,
@@ -98,15 +104,6 @@ async def _fragments(
     stream: StreamRuntime, metas: Sequence[FragmentMeta]
 ) -> AsyncIterator[Fragment]:
     """The fragments' bytes, read a run of about RUN_BYTES at a time."""
-    run: list[FragmentMeta] = []
-    size = 0
-    for meta in metas:
-        run.append(meta)
-        size += meta.size
-        if size >= RUN_BYTES:
-            for fragment in await read_fragments(stream, run):
-                yield fragment
-            run, size = [], 0
-    if run:
+    for run in in_runs(metas, lambda meta: meta.size, RUN_BYTES):
         for fragment in await read_fragments(stream, run):
             yield fragment

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from openkvs.server.archive.segments import in_runs
 from openkvs.server.archive.service import Archive, Body
-from openkvs.server.http import id_headers
 from openkvs.server.model import Fragment, FragmentMeta, FragmentNumber
 from openkvs.server.runtime.limits import Pacer
-from openkvs.server.serve.chunked import ChunkedBody
+from openkvs.server.serve.chunked import begin_chunks, chunks_response
 from openkvs.wire.chunk import chunk_head, not_found_chunk
 
 OPERATION = "GetMediaForFragmentList"
@@ -35,16 +35,13 @@ async def get_media_for_fragment_list(
             number = None
         wanted.append((text, await stream.find(number) if number is not None else None))
     with archive.connection(stream.info, OPERATION, config.archive_max_connections):
-        response = web.StreamResponse(status=200, headers=id_headers(request))
-        response.content_type = "video/webm"
-        response.enable_chunked_encoding()
-        writer = await response.prepare(request)
-        if writer is None or request.transport is None:
+        response = chunks_response(request)
+        chunks = await begin_chunks(request, response, config.getmedia_idle_timeout_s)
+        if chunks is None:
             return response
-        chunks = ChunkedBody(request.transport, writer, config.getmedia_idle_timeout_s)
         pacer = Pacer(config.getmedia_max_bytes_per_second if config.rate_limits else 0)
         try:
-            for run in _runs(wanted):
+            for run in in_runs(wanted, _size, RUN_BYTES):
                 metas = [meta for _, meta in run if meta is not None]
                 outcomes = iter(await stream.fetch(metas))
                 for text, meta in run:
@@ -63,16 +60,5 @@ async def get_media_for_fragment_list(
     return response
 
 
-def _runs(
-    wanted: list[tuple[str, FragmentMeta | None]],
-) -> list[list[tuple[str, FragmentMeta | None]]]:
-    """The list cut into runs of about RUN_BYTES: one store trip each, never the whole list."""
-    runs: list[list[tuple[str, FragmentMeta | None]]] = [[]]
-    size = 0
-    for item in wanted:
-        if size >= RUN_BYTES:
-            runs.append([])
-            size = 0
-        runs[-1].append(item)
-        size += item[1].size if item[1] is not None else 0
-    return runs
+def _size(item: tuple[str, FragmentMeta | None]) -> int:
+    return item[1].size if item[1] is not None else 0

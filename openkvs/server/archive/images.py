@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
-import json
 from typing import Any
 
 from aiohttp import web
 
 from openkvs.server.archive.segments import read_fragments
-from openkvs.server.archive.service import Archive, Body
+from openkvs.server.archive.service import Archive, Body, page_token, read_page_token
 from openkvs.server.errors import InvalidArgumentException
 from openkvs.server.http import json_response
 from openkvs.server.model import FragmentMeta
@@ -61,7 +59,7 @@ async def get_images(archive: Archive, request: web.Request, body: Body) -> web.
             fragment = (await read_fragments(stream, [meta]))[0]
             media = FragmentMedia(
                 str(meta.number),
-                meta.producer_ms if producer else meta.server_ms,
+                meta.start_ms(producer),
                 fragment.header,
                 fragment.body_parts(),
             )
@@ -81,7 +79,7 @@ async def get_images(archive: Archive, request: web.Request, body: Body) -> web.
             image.setdefault("Error", "NO_MEDIA")
     out: Body = {"Images": images}
     if first + page < count:
-        out["NextToken"] = base64.b64encode(json.dumps([first + page]).encode()).decode()
+        out["NextToken"] = page_token([first + page])
     return json_response(request, out)
 
 
@@ -99,22 +97,18 @@ def _by_fragment(
     groups: list[tuple[FragmentMeta, list[int]]] = []
     k = 0
     for i, t in enumerate(times):
-        while k + 1 < len(metas) and _start(metas[k + 1], producer) <= t:
+        while k + 1 < len(metas) and metas[k + 1].start_ms(producer) <= t:
             k += 1
-        if not metas or _start(metas[k], producer) > t:
+        if not metas or metas[k].start_ms(producer) > t:
             continue
         meta = metas[k]
-        if t >= _start(meta, producer) + max(meta.duration_ms, 1):
+        if t >= meta.start_ms(producer) + max(meta.duration_ms, 1):
             continue
         if groups and groups[-1][0] is meta:
             groups[-1][1].append(i)
         else:
             groups.append((meta, [i]))
     return groups
-
-
-def _start(meta: FragmentMeta, producer: bool) -> int:
-    return meta.producer_ms if producer else meta.server_ms
 
 
 def _quality(config: Any) -> int:
@@ -129,10 +123,7 @@ def _quality(config: Any) -> int:
 def _token_index(token: str | None) -> int:
     if token is None:
         return 0
-    try:
-        (index,) = json.loads(base64.b64decode(token, validate=True))
-        if isinstance(index, int) and index >= 0:
-            return index
-    except (ValueError, TypeError, OverflowError, binascii.Error):
-        pass
-    raise InvalidArgumentException("The NextToken is not valid.")
+    (index,) = read_page_token(token, 1)
+    if index < 0:
+        raise InvalidArgumentException("The NextToken is not valid.")
+    return index

@@ -8,13 +8,16 @@ list is eventually consistent with PERSISTED.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-
 from aiohttp import web
 
-from openkvs.server.archive.service import Archive, Body, TimeRange, time_range
+from openkvs.server.archive.service import (
+    Archive,
+    Body,
+    TimeRange,
+    page_token,
+    read_page_token,
+    time_range,
+)
 from openkvs.server.errors import InvalidArgumentException
 from openkvs.server.http import json_response
 from openkvs.server.model import FragmentMeta
@@ -73,14 +76,10 @@ def describe(meta: FragmentMeta) -> Body:
 
 
 def _encode(span: TimeRange, last: FragmentMeta) -> str:
-    start = last.producer_ms if span.producer else last.server_ms
-    raw = json.dumps([int(span.producer), span.start_ms, span.end_ms, start, last.seq])
-    return base64.b64encode(raw.encode()).decode()
+    start = last.start_ms(span.producer)
+    return page_token([int(span.producer), span.start_ms, span.end_ms, start, last.seq])
 
 
 def _decode(token: str) -> tuple[TimeRange, tuple[int, int]]:
-    try:
-        producer, start, end, at, seq = json.loads(base64.b64decode(token, validate=True))
-        return TimeRange(bool(producer), int(start), int(end)), (int(at), int(seq))
-    except (ValueError, TypeError, OverflowError, binascii.Error):
-        raise InvalidArgumentException("The NextToken is not valid.") from None
+    producer, start, end, at, seq = read_page_token(token, 5)
+    return TimeRange(bool(producer), start, end), (at, seq)

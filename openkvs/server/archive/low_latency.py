@@ -31,7 +31,7 @@ from openkvs.server.archive.playback import (
 from openkvs.server.archive.segments import codec_for, frames_of, read_fragments
 from openkvs.server.archive.service import Archive
 from openkvs.server.archive.sessions import Session
-from openkvs.server.archive.timeline import Entry
+from openkvs.server.archive.timeline import Entry, entry_at
 from openkvs.server.errors import ResourceNotFoundException
 from openkvs.server.model import TrackSet
 from openkvs.server.runtime.stream import StreamRuntime
@@ -78,10 +78,10 @@ async def _segment(
     session: Session, stream: StreamRuntime, entries: list[Entry], msn: int
 ) -> Segment | None:
     """Segment ``msn`` of the session: a shown entry, or the fragment being received."""
-    for entry in entries:
-        if entry.index == msn:
-            fragment = (await read_fragments(stream, [entry.meta]))[0]
-            return Segment(entry.meta.producer_ms, entry.meta.tracks, frames_of(fragment), True)
+    entry = entry_at(entries, msn)
+    if entry is not None:
+        fragment = (await read_fragments(stream, [entry.meta]))[0]
+        return Segment(entry.meta.producer_ms, entry.meta.tracks, frames_of(fragment), True)
     growing = stream.growing
     last = session.timeline.last
     if msn != session.timeline.shown or growing is None or growing.failed:

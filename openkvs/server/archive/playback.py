@@ -25,7 +25,7 @@ from openkvs.server.archive.segments import (
 )
 from openkvs.server.archive.service import Archive, Body, time_range
 from openkvs.server.archive.sessions import Session
-from openkvs.server.archive.timeline import Entry, Timeline
+from openkvs.server.archive.timeline import Entry, Timeline, entry_at
 from openkvs.server.archive.transport_stream import ts_segment
 from openkvs.server.errors import (
     InvalidArgumentException,
@@ -33,7 +33,7 @@ from openkvs.server.errors import (
     ResourceNotFoundException,
 )
 from openkvs.server.http import json_response
-from openkvs.server.model import FragmentMeta, FragmentNumber
+from openkvs.server.model import Fragment, FragmentMeta, FragmentNumber
 from openkvs.server.runtime.stream import StreamRuntime
 from openkvs.wire.mkv.frames import FrameError
 from openkvs.wire.mp4.codecs import CodecError
@@ -183,7 +183,7 @@ async def _replay(stream: StreamRuntime, session: Session) -> None:
             )
         else:
             found = await stream.completed_from(last.meta.seq + 1, 1)
-        if not found or _start(found[0], session.producer) > end:
+        if not found or found[0].start_ms(session.producer) > end:
             session.complete = end <= now_ms()  # nothing more can come in the range
             return
         timeline.extend(found)
@@ -196,13 +196,9 @@ def ended(session: Session) -> bool:
     return session.complete
 
 
-def _start(meta: FragmentMeta, producer: bool) -> int:
-    return meta.producer_ms if producer else meta.server_ms
-
-
 def date_of(session: Session) -> Any:
     """The clock a session displays fragment times in (DisplayFragmentTimestamp)."""
-    return lambda entry: _start(entry.meta, session.producer)
+    return lambda entry: entry.meta.start_ms(session.producer)
 
 
 def param(request: web.Request, name: str) -> str:
@@ -244,17 +240,16 @@ async def get_mp4_init_fragment(archive: Archive, session: Session, request: web
     return web.Response(body=data, content_type="video/mp4", headers=CORS)
 
 
-async def _fragment(archive: Archive, session: Session, request: web.Request) -> Any:
+async def _fragment(archive: Archive, session: Session, request: web.Request) -> Fragment:
     """The fragment a resource names: by FragmentNumber, or (DASH's template) by the
     session's SegmentNumber."""
     stream = await session_stream(archive, session)
     if "SegmentNumber" in request.query and "FragmentNumber" not in request.query:
         index = int_param(request, "SegmentNumber")
-        entries = session.timeline.entries
-        first = entries[0].index if entries else 0
-        if not first <= index < first + len(entries):
+        entry = entry_at(session.timeline.entries, index)
+        if entry is None:
             raise ResourceNotFoundException(f"The session has no segment {index}.")
-        return (await read_fragments(stream, [entries[index - first].meta]))[0]
+        return (await read_fragments(stream, [entry.meta]))[0]
     text = param(request, "FragmentNumber")
     try:
         number = FragmentNumber.parse(text)
@@ -282,12 +277,9 @@ async def get_ts_fragment(
 ) -> web.StreamResponse:
     fragment = await _fragment(archive, session, request)
     meta = fragment.meta
-    codecs_of(meta.tracks)
-    shown = [e.index for e in reversed(session.timeline.entries) if e.meta.seq == meta.seq]
-    try:
-        data = ts_segment(
-            fragment.header, fragment.body_parts(), meta.producer_ms, shown[0] if shown else 0
-        )
+    shown = next((e.index for e in reversed(session.timeline.entries) if e.meta.seq == meta.seq), 0)
+    try:  # ts_segment checks the tracks itself: CodecError says which AWS error
+        data = ts_segment(fragment.header, fragment.body_parts(), meta.producer_ms, shown)
     except FrameError as exc:
         raise InvalidMediaFrameException(f"Fragment {meta.number}: {exc}") from None
     except CodecError as exc:

@@ -7,7 +7,8 @@ mu-law (§2.6), HLS and its MPEG-TS none (§2.8).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from openkvs.server.errors import (
     AwsError,
@@ -59,6 +60,24 @@ def frames_of(fragment: Fragment) -> list[Frame]:
         raise InvalidMediaFrameException(
             f"Fragment {fragment.meta.number} cannot be read: {exc}"
         ) from None
+
+
+T = TypeVar("T")
+
+
+def in_runs(items: Iterable[T], size: Callable[[T], int], limit: int) -> Iterator[list[T]]:
+    """``items`` in consecutive runs of about ``limit`` bytes: one store trip a run, never
+    the whole request in memory at once."""
+    run: list[T] = []
+    total = 0
+    for item in items:
+        run.append(item)
+        total += size(item)
+        if total >= limit:
+            yield run
+            run, total = [], 0
+    if run:
+        yield run
 
 
 async def read_fragments(stream: StreamRuntime, metas: Sequence[FragmentMeta]) -> list[Fragment]:

@@ -8,9 +8,12 @@ share: the stream table, the runtimes, streaming sessions and per-stream quotas.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,6 +116,26 @@ def time_range(
     if end < start:
         raise InvalidArgumentException("The EndTimestamp must be after the StartTimestamp.")
     return TimeRange(selector_type == "PRODUCER_TIMESTAMP", start, end)
+
+
+def page_token(values: Sequence[int]) -> str:
+    """An opaque NextToken holding ``values`` (base64 of JSON, as the model's pattern wants)."""
+    return base64.b64encode(json.dumps(list(values)).encode()).decode()
+
+
+def read_page_token(token: str, count: int) -> list[int]:
+    """The ``count`` whole numbers ``page_token`` put in ``token``; InvalidArgument otherwise."""
+    try:
+        values = json.loads(base64.b64decode(token, validate=True))
+    except (ValueError, binascii.Error):
+        values = None
+    if not (
+        isinstance(values, list)
+        and len(values) == count
+        and all(type(value) is int for value in values)
+    ):
+        raise InvalidArgumentException("The NextToken is not valid.")
+    return values
 
 
 def checked(name: str, body: Body) -> Body:

@@ -32,6 +32,12 @@ class Entry:
     """Which of the session's track sets it carries (the init segment's SequenceNumber)."""
 
 
+def entry_at(entries: Sequence[Entry], index: int) -> Entry | None:
+    """The entry numbered ``index`` among consecutively numbered ``entries`` (a window)."""
+    first = entries[0].index if entries else 0
+    return entries[index - first] if first <= index < first + len(entries) else None
+
+
 @dataclass
 class Timeline:
     """The entries a session has shown, oldest first; ``mode`` is a DiscontinuityMode."""

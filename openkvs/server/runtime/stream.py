@@ -454,7 +454,7 @@ class StreamRuntime:
         merged = {meta.seq: meta for meta in stored}
         for fragment in self._live:
             meta = fragment.meta
-            if start_ms <= (meta.producer_ms if producer else meta.server_ms) <= end_ms:
+            if start_ms <= meta.start_ms(producer) <= end_ms:
                 merged.setdefault(meta.seq, meta)
         seqs = sorted(merged, reverse=newest_first)[:limit]
         return [merged[s] for s in sorted(seqs)]
@@ -465,11 +465,7 @@ class StreamRuntime:
         A time before the first fragment gives the first; a time past the end of the
         newest gives None (the reader waits for the live edge).
         """
-
-        def start(meta: FragmentMeta) -> int:
-            return meta.producer_ms if producer else meta.server_ms
-
-        before = [f.meta for f in self._live if start(f.meta) <= time_ms][-1:]
+        before = [f.meta for f in self._live if f.meta.start_ms(producer) <= time_ms][-1:]
         if not before:
             before = await self.store.fragments_between(
                 self.info.key, -(1 << 62), time_ms, producer=producer, limit=1, newest_first=True
@@ -479,7 +475,7 @@ class StreamRuntime:
             return first[0] if first else None
         meta = before[0]
         newest = meta.seq >= self.last_completed_seq
-        if newest and time_ms >= start(meta) + max(meta.duration_ms, 1):
+        if newest and time_ms >= meta.start_ms(producer) + max(meta.duration_ms, 1):
             return None
         return meta
 

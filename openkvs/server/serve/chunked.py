@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 
+from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
+
+from openkvs.server.http import id_headers
 
 COALESCE = 16 << 10  # parts smaller than this are copied next to their neighbours: one syscall
 
@@ -18,6 +21,25 @@ COALESCE = 16 << 10  # parts smaller than this are copied next to their neighbou
 def frame(data: bytes) -> bytes:
     """``data`` as one HTTP chunk (a copy: for small pieces, or one sent to many readers)."""
     return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def chunks_response(request: web.Request) -> web.StreamResponse:
+    """The 200 ``video/webm`` response GetMedia-style chunks go in."""
+    response = web.StreamResponse(status=200, headers=id_headers(request))
+    response.content_type = "video/webm"
+    response.enable_chunked_encoding()
+    return response
+
+
+async def begin_chunks(
+    request: web.Request, response: web.StreamResponse, timeout: float
+) -> ChunkedBody | None:
+    """Send ``response``'s head; its body, or None if the client has gone already."""
+    writer = await response.prepare(request)
+    transport = request.transport
+    if writer is None or transport is None:
+        return None
+    return ChunkedBody(transport, writer, timeout)
 
 
 class ChunkedBody:

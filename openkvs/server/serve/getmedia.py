@@ -21,12 +21,12 @@ from aiohttp import web
 from openkvs.clock import now_ms
 from openkvs.server.control.plane import ControlPlane
 from openkvs.server.errors import ClientLimitExceededException, InvalidArgumentException
-from openkvs.server.http import id_headers, read_json
+from openkvs.server.http import read_json
 from openkvs.server.model import Fragment, FragmentMeta, FragmentNumber
 from openkvs.server.runtime.limits import Pacer, admit
 from openkvs.server.runtime.registry import Runtimes
 from openkvs.server.runtime.stream import GrowingFragment, StreamRuntime
-from openkvs.server.serve.chunked import ChunkedBody
+from openkvs.server.serve.chunked import ChunkedBody, begin_chunks, chunks_response
 from openkvs.server.serve.live_edge import LiveFollower, send_growing
 from openkvs.server.serve.reader import End, Forward, Serve, SkipExpired, next_step
 from openkvs.server.store.base import ReadOutcome
@@ -122,16 +122,12 @@ async def get_media(
         raise ClientLimitExceededException(
             "GetMedia calls per second for this stream exceeded. Retry after a moment."
         )
-    response = web.StreamResponse(status=200, headers=id_headers(request))
-    response.content_type = "video/webm"
-    response.enable_chunked_encoding()
+    response = chunks_response(request)
     with stream.reader(config.getmedia_max_connections):
         try:
-            writer = await response.prepare(request)
-            transport = request.transport
-            if writer is None or transport is None:
+            chunks = await begin_chunks(request, response, config.getmedia_idle_timeout_s)
+            if chunks is None:
                 return response
-            chunks = ChunkedBody(transport, writer, config.getmedia_idle_timeout_s)
             if start.seq is None:
                 await chunks.send(not_found_chunk(start.missing or "0"))
             else:
