@@ -180,6 +180,25 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
 
+    def restart(self, down_s: float) -> None:
+        """Stop at once, as a crash would (``-m immediate``), and start again ``down_s``
+        later on the same port and data: what a client sees of a database restart."""
+        bin_dir, os_user = postgres_bin_dir(), postgres_os_user()
+        pg_ctl = str(Path(str(bin_dir)) / "pg_ctl")
+        _pg_run(os_user, self.data_dir, pg_ctl, "-D", str(self.data_dir), "-m", "immediate", "stop")
+        time.sleep(down_s)
+        options = ["-D", str(self.data_dir), "-l", str(self.log), "-o", f"-p {self.port}"]
+        done = _pg_run(os_user, self.data_dir, pg_ctl, *options, "-w", "-t", "30", "start")
+        if done.returncode:
+            raise RuntimeError(f"pg_ctl start failed:\n{done.stdout}{done.stderr}")
+
+
+def _pg_run(
+    os_user: str | None, cwd: Path, *cmd: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    argv = ["runuser", "-u", os_user, "--", *cmd] if os_user else list(cmd)
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
 
 def start_postgres(
     root: Path, os_user: str | None
@@ -189,8 +208,7 @@ def start_postgres(
     assert bin_dir is not None
 
     def run(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        argv = ["runuser", "-u", os_user, "--", *cmd] if os_user else list(cmd)
-        return subprocess.run(argv, cwd=root, capture_output=True, text=True, timeout=timeout)
+        return _pg_run(os_user, root, *cmd, timeout=timeout)
 
     data, log = root / "data", root / "postgres.log"
     started = time.monotonic()
@@ -364,6 +382,8 @@ class SeaweedFSServer:
     version: str
     startup_seconds: float
     """Process start until an authenticated S3 request succeeds."""
+    restart: Callable[[float], None] = lambda down_s: None
+    """SIGKILL weed and start it again ``down_s`` later, on the same ports and data."""
 
     def client(self, **config: Any) -> Any:
         return s3_client(self.endpoint_url, self.access_key, self.secret_key, self.region, **config)
@@ -413,7 +433,7 @@ def start_seaweedfs(
     procs: list[subprocess.Popen[bytes]] = []
     sockets: list[Path] = []
 
-    def stop() -> None:
+    def kill() -> None:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()  # SIGKILL: weed ignores SIGTERM
@@ -421,9 +441,35 @@ def start_seaweedfs(
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 pass
-        for path in sockets:  # weed puts its gRPC sockets in /tmp whatever TMPDIR says
-            path.unlink(missing_ok=True)
+        for path in [*sockets, root / "filer.sock", root / "s3.sock"]:
+            path.unlink(missing_ok=True)  # weed puts its gRPC sockets in /tmp whatever TMPDIR says
+
+    def stop() -> None:
+        kill()
         shutil.rmtree(root, ignore_errors=True)
+
+    def launch(cmd: list[str]) -> subprocess.Popen[bytes]:
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=root,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        procs.append(proc)
+        return proc
+
+    def restart(down_s: float) -> None:
+        kill()
+        time.sleep(down_s)
+        proc = launch(cmd)
+        problem = _wait_for_s3(
+            proc, s3_client(endpoint, access_key, secret_key, connect_timeout=1, read_timeout=5)
+        )
+        if problem is not None:
+            raise RuntimeError(f"weed mini restart {problem}:\n{_tail(log)}")
 
     started = time.monotonic()
     try:
@@ -453,16 +499,7 @@ def start_seaweedfs(
             ]
             for name, (http, grpc) in ports.items():
                 cmd += [f"-{name}.port={http}", f"-{name}.port.grpc={grpc}"]
-            with open(log, "ab") as out:
-                proc = subprocess.Popen(
-                    cmd,
-                    cwd=root,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            procs.append(proc)
+            proc = launch(cmd)
             endpoint = f"http://{HOST}:{ports['s3'][0]}"
             problem = _wait_for_s3(
                 proc, s3_client(endpoint, access_key, secret_key, connect_timeout=1, read_timeout=5)
@@ -488,6 +525,7 @@ def start_seaweedfs(
         log,
         version.splitlines()[0].strip() if version else "?",
         elapsed,
+        restart,
     )
     return server, stop, proc.pid, sockets
 

@@ -21,6 +21,7 @@ SERVER_LAYERS = [
     ("openkvs.server.model", "openkvs.server.errors", "openkvs.server.config"),
     ("openkvs.server.http", "openkvs.server.validate"),
     ("openkvs.server.store",),
+    ("openkvs.server.nodes",),
     ("openkvs.server.runtime",),
     ("openkvs.server.control",),
     ("openkvs.server.ingest", "openkvs.server.serve", "openkvs.server.archive"),

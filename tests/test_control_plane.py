@@ -35,6 +35,7 @@ from openkvs.server.errors import (
     InvalidArgumentException,
     ResourceInUseException,
     ResourceNotFoundException,
+    ServiceUnavailable,
     VersionMismatchException,
 )
 from openkvs.server.model import StreamInfo
@@ -798,7 +799,7 @@ async def test_failed_write_changes_nothing() -> None:
         ("createStream", {"StreamName": "t"}),
     ]
     for op, body in attempts:
-        with pytest.raises(StoreError):
+        with pytest.raises(ServiceUnavailable):  # a 503, which clients retry
             await call(control, op, **{"StreamName": "s", **body})
     assert info == before and control.get("t") is None
     assert await store.open() == [before]

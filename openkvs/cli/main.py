@@ -22,6 +22,7 @@ STORE_FLAGS = {
     "s3_region": "postgres store: the object store's region",
     "node_url": "the URL other nodes and clients reach this node at (GetDataEndpoint)",
     "node_id": "this node's name in the cluster (default: its --node-url)",
+    "lease_seconds": "seconds before another node takes over the streams of one that died",
 }
 
 _FLAGS = {

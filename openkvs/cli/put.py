@@ -42,15 +42,19 @@ def run(args: argparse.Namespace) -> int:
             raise
         control.create_stream(StreamName=args.name, DataRetentionInHours=args.retention_hours)
         info = control.describe_stream(StreamName=args.name)["StreamInfo"]
-    endpoint = control.get_data_endpoint(StreamName=args.name, APIName="PUT_MEDIA")["DataEndpoint"]
+    def endpoint() -> str:
+        found = control.get_data_endpoint(StreamName=args.name, APIName="PUT_MEDIA")
+        return str(found["DataEndpoint"])
+
     progress = _Progress(args.quiet)
     producer = Producer(
-        endpoint,
+        endpoint(),
         args.name,
         timecode_type=args.timecode_type,
         realtime=args.realtime,
         ack_event="PERSISTED" if info.get("DataRetentionInHours") else "RECEIVED",
         on_ack=progress.on_ack,
+        rediscover=endpoint,
     )
     progress.summary = producer.summary
     try:

@@ -53,7 +53,9 @@ class Producer:
     """Streams one MKV source into a stream with PutMedia.
 
     ``endpoint_url`` is the PUT_MEDIA data endpoint (GetDataEndpoint). ``on_ack``
-    sees every ACK as it arrives. ``timecode_type`` None picks ABSOLUTE when the
+    sees every ACK as it arrives. ``rediscover``, if given, returns the data endpoint
+    anew (GetDataEndpoint); it runs in a thread after a connection fails, since on a
+    cluster the stream may have moved to another node. ``timecode_type`` None picks ABSOLUTE when the
     Cluster timecodes are wall-clock times and RELATIVE otherwise. Streams with
     no retention never send PERSISTED: pass ``ack_event="RECEIVED"`` for them.
     """
@@ -75,8 +77,10 @@ class Producer:
         retry_delay: float = 0.5,
         verify: bool | str = True,
         on_ack: Callable[[Ack], None] | None = None,
+        rediscover: Callable[[], str] | None = None,
     ) -> None:
         self.url = endpoint_url.rstrip("/") + "/putMedia"
+        self.rediscover = rediscover
         self.stream_name = stream_name
         credentials, _, region = resolve(
             botocore.session.get_session(),
@@ -166,6 +170,16 @@ class Producer:
                 self.summary.reconnects += 1
                 log.info("putmedia reconnecting", extra={"reason": reason, "failures": failures})
                 await asyncio.sleep(min(5.0, self.retry_delay * 2 ** max(0, failures - 1)))
+                if failures and self.rediscover is not None:
+                    await self._rediscover()
+
+    async def _rediscover(self) -> None:
+        try:
+            endpoint = await asyncio.to_thread(self.rediscover)  # type: ignore[arg-type]
+        except Exception as exc:  # keep the endpoint we have; the next failure asks again
+            log.info("GetDataEndpoint failed", extra={"error": str(exc)})
+            return
+        self.url = endpoint.rstrip("/") + "/putMedia"
 
     async def _connection(self, http: aiohttp.ClientSession) -> tuple[bool, str]:
         """One PutMedia request; (whether it got anywhere, why it ended)."""

@@ -21,9 +21,13 @@ from openkvs.server.errors import AwsError, InternalFailure, UnknownOperationExc
 from openkvs.server.http import BODY_TIMEOUT, error_response, json_response, read_json
 from openkvs.server.ingest.putmedia import put_media
 from openkvs.server.model import StreamInfo
+from openkvs.server.nodes.forward import Forwarder
+from openkvs.server.nodes.ownership import Ownership, Solo
 from openkvs.server.runtime.registry import Runtimes
 from openkvs.server.serve.getmedia import get_media
 from openkvs.server.store.base import Store
+from openkvs.server.store.cluster import ClusterStore
+from openkvs.server.store.cluster.leases import Leases
 from openkvs.wire import error_ids
 
 log = logging.getLogger("openkvs.server")
@@ -31,6 +35,7 @@ log = logging.getLogger("openkvs.server")
 CONTROL = web.AppKey("control", ControlPlane)
 RUNTIMES = web.AppKey("runtimes", Runtimes)
 ARCHIVE = web.AppKey("archive", Archive)
+FORWARDER = web.AppKey("forwarder", Forwarder)
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -39,7 +44,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     runtimes = request.app[RUNTIMES]
     try:
         if op == "putMedia":
-            return await put_media(control, runtimes, request)
+            return await put_media(control, runtimes, request.app[FORWARDER], request)
         if op == "getMedia":
             return await get_media(control, runtimes, request)
         if op in archive_routes.OPERATIONS:
@@ -67,12 +72,14 @@ def build_app(config: Config, store: Store) -> web.Application:
     app = web.Application(
         client_max_size=1 << 20, middlewares=[auth_middleware(config, os.environ)]
     )
-    control = ControlPlane(store, config)
+    ownership = default_ownership(config, store)
+    control = ControlPlane(store, config, ownership=ownership)
     runtimes = Runtimes(store, config)
     archive = Archive(control, runtimes)
     app[CONTROL] = control
     app[RUNTIMES] = runtimes
     app[ARCHIVE] = archive
+    forwarder = app[FORWARDER] = Forwarder(ownership, config.lease_seconds)
 
     async def close_runtime(info: StreamInfo) -> None:
         archive.sessions.close_stream(info.key)
@@ -80,10 +87,16 @@ def build_app(config: Config, store: Store) -> web.Application:
 
     control.before_delete(close_runtime)
 
+    if isinstance(ownership, Leases):
+        ownership.on_renewed = control.refresh
+
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         control.load(await store.open())
-        runtimes.start(control.all_streams)
+        await ownership.start()
+        runtimes.start(control.every_stream, ownership)
         yield
+        await forwarder.close()
+        await ownership.stop()
         await store.close()
 
     async def shutdown(app: web.Application) -> None:
@@ -97,13 +110,19 @@ def build_app(config: Config, store: Store) -> web.Application:
     return app
 
 
+def default_ownership(config: Config, store: Store) -> Ownership:
+    """A cluster node holds leases in the shared database; a lone server owns every stream."""
+    if isinstance(store, ClusterStore):
+        url = config.base_url()
+        return Leases(store, config.node_id or url, url, config.lease_seconds)
+    return Solo(config.base_url())
+
+
 def default_store(config: Config) -> Store:
     """The embedded store in ``--data-dir`` (``:memory:`` keeps nothing across restarts), or
     with ``--store postgres`` the clustered one."""
     config.check_store()
     if config.store == "postgres":
-        from openkvs.server.store.cluster import ClusterStore
-
         return ClusterStore.from_config(config)
     if config.data_dir == ":memory:":
         from openkvs.server.store.memory import MemoryStore

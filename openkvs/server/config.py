@@ -65,6 +65,8 @@ class Config:
     s3_region: str = "us-east-1"
     node_url: str | None = None
     node_id: str | None = None
+    # seconds a node's hold on a stream lasts unrenewed: how soon another takes over its streams
+    lease_seconds: float = 10.0
     # authentication and transport (openkvs.server.auth)
     credentials: str | None = None
     access_rules: str | None = None
@@ -75,8 +77,6 @@ class Config:
     def base_url(self) -> str:
         if self.node_url or self.public_url:
             return (self.node_url or self.public_url or "").rstrip("/")
-        if self.public_url:
-            return self.public_url.rstrip("/")
         host = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"

@@ -27,7 +27,7 @@ DEFAULT_RESULTS = 1000
 
 
 async def list_fragments(archive: Archive, request: web.Request, body: Body) -> web.StreamResponse:
-    info = archive.info(body, retention=False)
+    info = await archive.info(body, retention=False)
     archive.admit(info, "ListFragments", archive.config.archive_calls_per_second)
     limit = body.get("MaxResults") or DEFAULT_RESULTS
     token = body.get("NextToken")

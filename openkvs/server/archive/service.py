@@ -65,9 +65,9 @@ class Archive:
     def config(self) -> Config:
         return self.runtimes.config
 
-    def info(self, body: Body, retention: bool = True) -> StreamInfo:
+    async def info(self, body: Body, retention: bool = True) -> StreamInfo:
         """The stream the body names; NoDataRetentionException where it keeps nothing."""
-        info = self.control.resolve(body.get("StreamName"), body.get("StreamARN"))
+        info = await self.control.lookup(body.get("StreamName"), body.get("StreamARN"))
         if retention and info.data_retention_hours <= 0:
             raise NoDataRetentionException(
                 "The stream does not retain data (its DataRetentionInHours is 0)."
@@ -75,7 +75,7 @@ class Archive:
         return info
 
     async def stream(self, body: Body, retention: bool = True) -> StreamRuntime:
-        return await self.runtimes.get(self.info(body, retention))
+        return await self.runtimes.get(await self.info(body, retention))
 
     def admit(self, info: StreamInfo, operation: str, per_second: float) -> None:
         """Calls per second per stream for ``operation`` (ClientLimitExceeded beyond)."""

@@ -4,7 +4,9 @@ An in-memory table of streams by name answers every read. A mutation is written
 to the store first and applied to the table only once the store has it, so what a
 client was told survives a restart and a failed write changes nothing. Mutations
 run under one lock, which makes ``CurrentVersion`` checks and name reservation
-race-free. Request bodies are checked against botocore's model before a handler
+race-free. With a store other nodes share, a request first re-reads the record of
+the stream it names, and the store's own checks (unique names, versions compared
+in a transaction) settle races between nodes. Request bodies are checked against botocore's model before a handler
 runs (``openkvs.server.validate``), so handlers only enforce what the model cannot
 say: service limits, versions, existence. JSON ``null`` means absent, hence the
 ``body.get(...) or default`` idiom.
@@ -15,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import dataclasses
 import logging
 import secrets
 import string
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -31,11 +34,20 @@ from openkvs.server.errors import (
     InvalidArgumentException,
     ResourceInUseException,
     ResourceNotFoundException,
+    ServiceUnavailable,
     TagsPerResourceExceededLimitException,
     VersionMismatchException,
 )
 from openkvs.server.model import StreamInfo
-from openkvs.server.store.base import Store
+from openkvs.server.nodes.ownership import Ownership, Solo
+from openkvs.server.store.base import (
+    SharedStore,
+    Store,
+    StoreError,
+    StreamExists,
+    StreamNotFound,
+    VersionConflict,
+)
 from openkvs.server.validate import Validator, pattern_matcher
 
 log = logging.getLogger("openkvs.control")
@@ -121,9 +133,15 @@ class ControlPlane:
     """Stream CRUD, GetDataEndpoint and tags; the stream table the media layer resolves against."""
 
     def __init__(
-        self, store: Store, config: Config, clock: Callable[[], float] = time.time
+        self,
+        store: Store,
+        config: Config,
+        clock: Callable[[], float] = time.time,
+        ownership: Ownership | None = None,
     ) -> None:
         self.store, self.config, self.clock = store, config, clock
+        self.ownership = ownership or Solo(config.base_url())
+        self._shared: SharedStore | None = store if store.shared else None  # type: ignore[assignment]
         self._streams: dict[str, StreamInfo] = {}
         self._lock = asyncio.Lock()
         self._closers: list[Callable[[StreamInfo], Awaitable[None]]] = []
@@ -161,12 +179,50 @@ class ControlPlane:
                 raise InvalidArgumentException(
                     f"The request names more than one stream: {', '.join(sorted(named))}."
                 )
-            if not mutates:
-                return await handler(body)
-            async with self._lock:
-                return await handler(body)
+            with store_errors(body.get("StreamName")):
+                if not mutates:
+                    await self.sync(*named)
+                    return await handler(body)
+                async with self._lock:
+                    await self.sync(*named)
+                    return await handler(body)
 
         return run
+
+    async def lookup(self, name: str | None, arn: str | None) -> StreamInfo:
+        """``resolve``, after re-reading the record from a shared store."""
+        with store_errors(name):
+            await self.sync(name if name is not None else arn_stream(arn))
+        return self.resolve(name, arn)
+
+    async def sync(self, name: str | None = None) -> None:
+        """Take the named stream's record as a shared store has it now: another node may
+        have created, changed or deleted it. A changed record changes in place, so the
+        runtimes holding it see the change; a stream gone (or re-created) closes first."""
+        if self._shared is None or not name:
+            return
+        fresh = await self._shared.find_stream(name)
+        current = self._streams.get(name)
+        if current is not None and (fresh is None or fresh.key != current.key):
+            await self._close(current)
+        if fresh is not None:
+            assign(self._streams.setdefault(name, fresh), fresh)
+            self._last_creation_ms = max(self._last_creation_ms, fresh.creation_ms)
+
+    def refresh(self, records: list[StreamInfo]) -> None:
+        """Apply stored records, in place, to the streams the table has under the same key."""
+        for fresh in records:
+            current = self._streams.get(fresh.name)
+            if current is not None and current.key == fresh.key:
+                assign(current, fresh)
+
+    async def _close(self, info: StreamInfo) -> None:
+        """Forget a stream another node deleted; its runtime closes (4008 to its producer)."""
+        if self._streams.get(info.name) is info:
+            del self._streams[info.name]
+            info.status = "DELETING"
+            for close in self._closers:
+                await close(info)
 
     def resolve(self, name: str | None, arn: str | None) -> StreamInfo:
         """The stream a request names by StreamName or StreamARN (exactly one of them)."""
@@ -184,6 +240,12 @@ class ControlPlane:
 
     def all_streams(self) -> list[StreamInfo]:
         return list(self._streams.values())
+
+    async def every_stream(self) -> list[StreamInfo]:
+        """Every stream, including those other nodes created (from a shared store)."""
+        if self._shared is None:
+            return self.all_streams()
+        return await self._shared.list_streams("", "", 1 << 62)
 
     def before_delete(self, close: Callable[[StreamInfo], Awaitable[None]]) -> None:
         """Await ``close(info)`` before a stream's data is deleted: its runtime ends ingest
@@ -229,13 +291,18 @@ class ControlPlane:
         after = decode_token(body.get("NextToken"))
         prefix = (body.get("StreamNameCondition") or {}).get("ComparisonValue") or ""
         visible = VISIBLE_STREAMS.get() or (lambda _: True)
-        names = sorted(
-            n for n in self._streams if n > after and n.startswith(prefix) and visible(n)
-        )
-        page = names[:limit]
-        result: Body = {"StreamInfoList": [describe(self._streams[n]) for n in page]}
-        if len(names) > limit:
-            result["NextToken"] = encode_token(page[-1])
+        if self._shared is not None:  # one page from SQL; hidden names may leave it short
+            found = await self._shared.list_streams(after, prefix, limit + 1)
+        else:
+            found = sorted(
+                (s for n, s in self._streams.items() if n > after and n.startswith(prefix)),
+                key=lambda s: s.name,
+            )
+            found = [s for s in found if visible(s.name)]
+        page = found[:limit]
+        result: Body = {"StreamInfoList": [describe(s) for s in page if visible(s.name)]}
+        if len(found) > limit:
+            result["NextToken"] = encode_token(page[-1].name)
         return result
 
     async def delete_stream(self, body: Body) -> Body:
@@ -276,8 +343,12 @@ class ControlPlane:
         return {}
 
     async def get_data_endpoint(self, body: Body) -> Body:
-        self._target(body)
-        return {"DataEndpoint": self.config.base_url()}  # this server serves every APIName
+        """PutMedia and GetMedia go to the stream's owner (its live edge is there); every
+        node serves the archived-media APIs."""
+        info = self._target(body)
+        if body["APIName"] in ("PUT_MEDIA", "GET_MEDIA"):
+            return {"DataEndpoint": await self.ownership.endpoint(info.key)}
+        return {"DataEndpoint": self.config.base_url()}
 
     async def tag_stream(self, body: Body) -> Body:
         await self._tag(self._target(body), body["Tags"])
@@ -325,8 +396,7 @@ class ControlPlane:
         """
         updated = dataclasses.replace(info, **{"tags": dict(info.tags), **changes})
         await self.store.save_stream(updated, expected_version=info.version)
-        for field in dataclasses.fields(StreamInfo):
-            setattr(info, field.name, getattr(updated, field.name))
+        assign(info, updated)
 
     async def _tag(self, info: StreamInfo, tags: dict[str, str]) -> None:
         merged = {**info.tags, **tags}
@@ -335,6 +405,31 @@ class ControlPlane:
 
     async def _untag(self, info: StreamInfo, keys: list[str]) -> None:
         await self._save(info, tags={k: v for k, v in info.tags.items() if k not in keys})
+
+
+@contextlib.contextmanager
+def store_errors(name: str | None) -> Iterator[None]:
+    """The store's errors as AWS's: races another node won, and a store that is away."""
+    try:
+        yield
+    except StreamExists:
+        raise ResourceInUseException(f"The stream {name} already exists.") from None
+    except VersionConflict:
+        raise VersionMismatchException(
+            "The stream version is not the latest version; call DescribeStream for it."
+        ) from None
+    except StreamNotFound:
+        raise ResourceNotFoundException(NOT_FOUND) from None
+    except StoreError as exc:
+        log.warning("store unavailable", extra={"error": str(exc)})
+        raise ServiceUnavailable("The service's storage cannot be reached; retry.") from None
+
+
+def assign(info: StreamInfo, source: StreamInfo) -> None:
+    """Make ``info`` equal ``source`` in place (the object runtimes and sessions hold)."""
+    if info is not source:
+        for field in dataclasses.fields(StreamInfo):
+            setattr(info, field.name, getattr(source, field.name))
 
 
 def describe(info: StreamInfo) -> Body:

@@ -22,11 +22,12 @@ from aiohttp import web
 
 from openkvs.clock import now_ms
 from openkvs.server.config import Config
-from openkvs.server.control.plane import ControlPlane
+from openkvs.server.control.plane import ControlPlane, store_errors
 from openkvs.server.errors import ClientLimitExceededException, InvalidArgumentException
 from openkvs.server.http import id_headers
 from openkvs.server.ingest.session import IngestSession
 from openkvs.server.model import Fragment
+from openkvs.server.nodes.forward import Forwarder
 from openkvs.server.runtime.limits import Pacer, admit
 from openkvs.server.runtime.registry import Runtimes
 from openkvs.server.runtime.stream import Begin, Publisher, Refused, Replaced, StreamRuntime
@@ -118,8 +119,12 @@ class PutMedia:
             except Replaced:
                 await self.say_kicked()
                 return
-            except StreamNotFound:
-                await self.send(self.table.refused(error_ids.STREAM_NOT_ACTIVE, None, None))
+            except StoreError as exc:  # deleted, or the store is away (the producer retries)
+                gone = isinstance(exc, StreamNotFound)
+                if not gone:
+                    log.error("claim failed", extra={"stream": runtime.info.name, "error": str(exc)})
+                error = error_ids.STREAM_NOT_ACTIVE if gone else error_ids.PERSIST_FAILED
+                await self.send(self.table.refused(error, None, None))
                 return
             self.table.turn()
             try:
@@ -338,15 +343,19 @@ def producer_start_ms(raw: str | None) -> tuple[int | None, bool]:
 
 
 async def put_media(
-    control: ControlPlane, runtimes: Runtimes, request: web.Request
+    control: ControlPlane, runtimes: Runtimes, forwarder: Forwarder, request: web.Request
 ) -> web.StreamResponse:
     headers, config = request.headers, runtimes.config
-    info = control.resolve(headers.get("x-amzn-stream-name"), headers.get("x-amzn-stream-arn"))
+    info = await control.lookup(headers.get("x-amzn-stream-name"), headers.get("x-amzn-stream-arn"))
     timecode_type = headers.get("x-amzn-fragment-timecode-type", "")
     if timecode_type not in ("ABSOLUTE", "RELATIVE"):
         raise InvalidArgumentException(
             "x-amzn-fragment-timecode-type must be ABSOLUTE or RELATIVE."
         )
+    with store_errors(info.name):
+        relayed = await forwarder.put_media(request, info.key)
+    if relayed is not None:
+        return relayed
     runtime = await runtimes.get(info)
     calls = config.putmedia_calls_per_second
     if config.rate_limits and not admit(runtime.put_calls, time.monotonic(), calls):

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from openkvs import clock
 from openkvs.server.config import Config
 from openkvs.server.model import StreamInfo
+from openkvs.server.nodes.ownership import Ownership
 from openkvs.server.runtime.buffers import LiveBuffers
 from openkvs.server.runtime.stream import BufferLimits, StreamRuntime
 from openkvs.server.store.base import Store, StoreError
@@ -40,6 +41,7 @@ class Runtimes:
         runtime = self._runtimes.get(info.key)
         if runtime is not None:
             runtime.info = info
+            await runtime.catch_up()
             return runtime
         loading = self._loading.get(info.key)
         if loading is None:
@@ -71,9 +73,13 @@ class Runtimes:
         for fragment in runtime.live_fragments():
             self.buffers.released(fragment)
 
-    def start(self, streams: Callable[[], Iterable[StreamInfo]]) -> None:
+    def start(
+        self, streams: Callable[[], Awaitable[Iterable[StreamInfo]]], ownership: Ownership
+    ) -> None:
+        """``streams`` lists every stream; ``ownership`` says whether this node runs the
+        retention pass (one node of a cluster at a time)."""
         self._tasks = [
-            asyncio.create_task(self._retention_loop(streams)),
+            asyncio.create_task(self._retention_loop(streams, ownership)),
             asyncio.create_task(self._sweep_loop()),
         ]
 
@@ -113,11 +119,14 @@ class Runtimes:
                 log.error("retention failed", extra={"stream": info.name, "error": str(exc)})
         return deleted
 
-    async def _retention_loop(self, streams: Callable[[], Iterable[StreamInfo]]) -> None:
+    async def _retention_loop(
+        self, streams: Callable[[], Awaitable[Iterable[StreamInfo]]], ownership: Ownership
+    ) -> None:
         """Run retention every --retention-interval-s; one bad pass never stops the next."""
         while True:
             try:
-                deleted = await self.enforce_retention(streams())
+                async with ownership.exclusive("retention") as ours:
+                    deleted = await self.enforce_retention(await streams()) if ours else 0
             except Exception:
                 log.exception("retention pass failed")
             else:

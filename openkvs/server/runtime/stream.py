@@ -22,11 +22,12 @@ from openkvs.clock import now_ms
 from openkvs.server.errors import ConnectionLimitExceededException
 from openkvs.server.model import Fragment, FragmentMeta, FragmentNumber, StreamInfo
 from openkvs.server.runtime.buffers import LiveBuffers
-from openkvs.server.store.base import ReadOutcome, Store, WriterClaim
+from openkvs.server.store.base import ReadOutcome, Store, StoreError, WriterClaim
 from openkvs.wire import error_ids
 from openkvs.wire.fragmenter import FragmentBegun, FragmentDone
 
 TICK_S = 0.25
+WATCH_S = 1.0
 KEEP_STORED = 8
 KEEP_STORED_BYTES = 64 << 20
 """Stored fragments a stream with retention keeps in memory too, for NOW readers."""
@@ -130,7 +131,7 @@ class StreamRuntime:
         # Numbering must rise above whatever this stream handed out before a restart,
         # even with nothing stored (no retention, or all expired): start from the clock.
         self._next_seq = time.time_ns() // 1000
-        self.last_completed_seq = self._next_seq - 1
+        self.last_completed_seq = -1
         self._last_start_ms = -1  # of the newest fragment received (and not failed)
         self._last_stored_start_ms = -1
         self._generation = 0
@@ -147,15 +148,30 @@ class StreamRuntime:
         self.closed = False
         self.followers: list[Follower] = []
         self._ticker: asyncio.TimerHandle | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     async def load(self) -> None:
         """Learn the newest stored fragment: numbering and the 4004 rule go on from it."""
         last = await self.store.last_fragment(self.info.key)
         if last is not None:
             self._next_seq = last.seq + 1
-            self.last_completed_seq = last.seq
-            self._last_start_ms = self._last_stored_start_ms = last.producer_ms
-            self._stored_seq = last.seq
+            self._learn(last)
+
+    async def catch_up(self) -> None:
+        """With a store other nodes write, learn what they stored while no publisher is here:
+        the live edge, numbering and the 4004 rule move up to the newest stored fragment."""
+        if self.store.shared and self._publisher is None:
+            last = await self.store.last_fragment(self.info.key)
+            if last is not None and last.seq > self.last_completed_seq:
+                self._learn(last)
+                self.notify()
+
+    def _learn(self, last: FragmentMeta) -> None:
+        self._next_seq = max(self._next_seq, last.seq + 1)
+        self.last_completed_seq = max(self.last_completed_seq, last.seq)
+        self._last_start_ms = max(self._last_start_ms, last.producer_ms)
+        self._last_stored_start_ms = max(self._last_stored_start_ms, last.producer_ms)
+        self._stored_seq = max(self._stored_seq, last.seq)
 
     @property
     def persistent(self) -> bool:
@@ -186,8 +202,11 @@ class StreamRuntime:
                     await asyncio.gather(*waiting)
         self._check(publisher)
         claim = await self.store.claim_writer(self.info.key)
+        last = await self.store.last_fragment(self.info.key)  # another node's, perhaps
         self._check(publisher)
         self._next_seq = max(self._next_seq, claim.next_seq)
+        if last is not None:
+            self._learn(last)
         publisher.claim = claim
         return claim
 
@@ -499,6 +518,25 @@ class StreamRuntime:
         self.followers.append(follower)
         if self._ticker is None:
             self._ticker = asyncio.get_running_loop().call_later(TICK_S, self._tick)
+        if self.store.shared and self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch_store())
+
+    async def _watch_store(self) -> None:
+        """While followers wait here and another node ingests, hear of what it stores."""
+        try:
+            while self.followers and not self.closed:
+                if self._publisher is not None:
+                    await asyncio.sleep(TICK_S)
+                    continue
+                try:
+                    if await self.store.wait_for_fragment(
+                        self.info.key, self.last_completed_seq, WATCH_S
+                    ):
+                        await self.catch_up()
+                except StoreError:
+                    await asyncio.sleep(WATCH_S)
+        finally:
+            self._watcher = None
 
     def _tick(self) -> None:
         self._ticker = None

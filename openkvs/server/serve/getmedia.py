@@ -113,7 +113,7 @@ async def get_media(
     selector = body.get("StartSelector")
     if not isinstance(selector, dict):
         raise InvalidArgumentException("StartSelector is required.")
-    info = control.resolve(body.get("StreamName"), body.get("StreamARN"))
+    info = await control.lookup(body.get("StreamName"), body.get("StreamARN"))
     stream = await runtimes.get(info)
     start = await start_position(stream, selector)
     config = runtimes.config

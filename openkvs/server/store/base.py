@@ -74,6 +74,9 @@ ReadOutcome = Fragment | Missing | Corrupt
 class Store(Protocol):
     """Durable streams and their fragments. Seqs increase per stream, with gaps."""
 
+    shared: bool
+    """Other nodes write to it too (a ``SharedStore``): stream records are re-read from it."""
+
     async def open(self) -> list[StreamInfo]:
         """Open (running recovery) and return every stored stream."""
 
@@ -141,3 +144,14 @@ class Store(Protocol):
     async def wait_for_fragment(self, key: str, after_seq: int, timeout: float) -> bool:
         """Optional (a backend may return False at once): wait until a fragment above
         ``after_seq`` is stored, by any writer; whether one was."""
+
+
+class SharedStore(Store, Protocol):
+    """A store many nodes share: the stream records any of them changed, by name."""
+
+    async def find_stream(self, name: str) -> StreamInfo | None:
+        """The stream record named ``name`` as stored now."""
+
+    async def list_streams(self, after: str, prefix: str, limit: int) -> list[StreamInfo]:
+        """Up to ``limit`` stream records whose names start with ``prefix``, sorted by name,
+        from the first name above ``after``."""

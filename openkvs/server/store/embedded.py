@@ -111,6 +111,8 @@ async def _settle(job: asyncio.Future[_T]) -> tuple[_T, bool]:
 class EmbeddedStore:
     """A durable, crash-safe ``Store`` in a local directory."""
 
+    shared = False
+
     def __init__(self, data_dir: str, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
         self.root = os.path.join(data_dir, "streams")
         self.segment_bytes = segment_bytes

@@ -35,6 +35,8 @@ class _Stream:
 
 
 class MemoryStore:
+    shared = False
+
     def __init__(self) -> None:
         self._streams: dict[str, _Stream] = {}
         self._watchers = Watchers()

@@ -53,6 +53,8 @@ class Objects:
                 s3={"addressing_style": "path"},
                 signature_version="s3v4",
                 retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=30,
                 max_pool_connections=32,
             ),
         )

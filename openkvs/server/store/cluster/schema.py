@@ -41,6 +41,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX fragments_by_server_time ON fragments (stream_key, server_ms);
     CREATE INDEX fragments_by_producer_time ON fragments (stream_key, producer_ms);
     """,
+    # v2: names unique across nodes; stream ownership (a lease per stream) and live nodes
+    """
+    ALTER TABLE streams ADD COLUMN name text GENERATED ALWAYS AS (info->>'name') STORED;
+    ALTER TABLE streams ADD CONSTRAINT streams_name_unique UNIQUE (name);
+    ALTER TABLE streams ADD COLUMN owner text;
+    ALTER TABLE streams ADD COLUMN lease_until timestamptz;
+    CREATE INDEX streams_by_owner ON streams (owner);
+    CREATE TABLE nodes (
+        id text PRIMARY KEY,
+        url text NOT NULL,
+        heartbeat timestamptz NOT NULL
+    );
+    """,
 ]
 VERSION = len(MIGRATIONS)
 

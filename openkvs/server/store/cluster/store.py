@@ -46,6 +46,8 @@ COLUMNS = "seq, number, server_ms, producer_ms, duration_ms, size, keyframe, tra
 
 
 class ClusterStore:
+    shared = True
+
     def __init__(self, database_url: str, target: S3Target, pool_size: int = POOL_SIZE) -> None:
         self.database_url, self.objects = database_url, Objects(target)
         self._pool_size = pool_size
@@ -72,16 +74,16 @@ class ClusterStore:
 
     async def init(self) -> int:
         """Create or migrate the schema and the bucket (``openkvs cluster init``); the version."""
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             version = await migrate(conn)
         await self.objects.create_bucket()
         return version
 
     async def open(self) -> list[StreamInfo]:
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             await check(conn)
             rows = await (await conn.execute("SELECT info FROM streams")).fetchall()
-        return [_info(row[0]) for row in rows]
+        return [info_from_record(row[0]) for row in rows]
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -95,7 +97,7 @@ class ClusterStore:
         self._idle = asyncio.Queue()
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
+    async def connection(self) -> AsyncIterator[Any]:
         import psycopg
 
         if self._idle.empty() and len(self._connections) < self._pool_size:
@@ -111,30 +113,34 @@ class ClusterStore:
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL: {exc}") from None
         finally:
-            if conn.closed:
+            if conn.closed or conn.broken:  # e.g. PostgreSQL restarted: the next use reconnects
                 self._connections.remove(conn)
+                await conn.close()
             else:
                 self._idle.put_nowait(conn)
 
     async def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             return await (await conn.execute(sql, params)).fetchall()
 
     # ---- streams -----------------------------------------------------------------------------
 
     async def save_stream(self, info: StreamInfo, expected_version: str | None) -> None:
         record = json.dumps(dataclasses.asdict(info))
-        async with self._connection() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             found = await (
                 await conn.execute("SELECT version FROM streams WHERE key = %s FOR UPDATE", (info.key,))
             ).fetchone()
             if expected_version is None:
                 if found is not None:
                     raise StreamExists(f"stream {info.key} exists")
-                await conn.execute(
-                    "INSERT INTO streams (key, info, version) VALUES (%s, %s, %s)",
+                inserted = await conn.execute(
+                    "INSERT INTO streams (key, info, version) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (name) DO NOTHING",
                     (info.key, record, info.version),
                 )
+                if inserted.rowcount == 0:  # another node created the name meanwhile
+                    raise StreamExists(f"a stream named {info.name} exists")
                 return
             if found is None:
                 raise StreamNotFound(f"no stream {info.key}")
@@ -144,6 +150,19 @@ class ClusterStore:
                 "UPDATE streams SET info = %s, version = %s WHERE key = %s",
                 (record, info.version, info.key),
             )
+
+    async def find_stream(self, name: str) -> StreamInfo | None:
+        rows = await self._rows("SELECT info FROM streams WHERE name = %s", (name,))
+        return info_from_record(rows[0][0]) if rows else None
+
+    async def list_streams(self, after: str, prefix: str, limit: int) -> list[StreamInfo]:
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = await self._rows(
+            'SELECT info FROM streams WHERE name COLLATE "C" > %s AND name LIKE %s '
+            'ORDER BY name COLLATE "C" LIMIT %s',
+            (after, pattern, limit),
+        )
+        return [info_from_record(row[0]) for row in rows]
 
     async def delete_stream(self, key: str) -> None:
         await self._rows("DELETE FROM streams WHERE key = %s RETURNING key", (key,))
@@ -165,9 +184,13 @@ class ClusterStore:
         # Objects above the last committed row are a crashed or fenced writer's: no row will
         # ever point at them (the new writer numbers above ``last`` and fences the old one).
         after = object_key(key, next_seq - 1) if next_seq else ""
-        swept = await self.objects.delete_prefix(f"{key}/", after)
-        if swept:
-            log.info("swept orphaned objects", extra={"stream": key, "objects": swept})
+        try:
+            swept = await self.objects.delete_prefix(f"{key}/", after)
+        except StoreError as exc:  # harmless: the next claim sweeps them, or a writer overwrites
+            log.warning("sweeping orphaned objects failed", extra={"stream": key, "error": str(exc)})
+        else:
+            if swept:
+                log.info("swept orphaned objects", extra={"stream": key, "objects": swept})
         return WriterClaim(key, int(token), next_seq)
 
     async def append(self, claim: WriterClaim, fragments: Sequence[Fragment]) -> None:
@@ -183,7 +206,7 @@ class ClusterStore:
             )
         )
         sets = {self._track_set_id(f.meta.tracks): f.meta.tracks for f in fragments}
-        async with self._connection() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             await self._fence(claim, conn)
             last = await (
                 await conn.execute("SELECT max(seq) FROM fragments WHERE stream_key = %s", (key,))
@@ -283,7 +306,7 @@ class ClusterStore:
         return (await self._to_metas([tuple(rows[0][0])]))[0]
 
     async def truncate_before(self, key: str, server_ms: int) -> int:
-        async with self._connection() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             deleted = await (
                 await conn.execute(
                     f"DELETE FROM fragments WHERE stream_key = %s AND server_ms < %s "
@@ -411,5 +434,5 @@ def _entry(fields: dict[str, Any]) -> TrackEntry:
     return TrackEntry(**{**fields, "codec_private": bytes.fromhex(fields["codec_private"])})
 
 
-def _info(record: dict[str, Any]) -> StreamInfo:
+def info_from_record(record: dict[str, Any]) -> StreamInfo:
     return StreamInfo(**record)
