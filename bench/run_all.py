@@ -19,6 +19,7 @@ if __package__ in (None, ""):
 
 from bench import (
     archive,
+    cluster,
     fanout,
     getmedia_throughput,
     hls_latency,
@@ -43,6 +44,7 @@ BENCHMARKS: dict[str, Callable[[Settings], list[Row]]] = {
     "images": archive.run_images,
     "listfragments": listfragments.run,
     "hls_latency": hls_latency.run,
+    "cluster": cluster.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -98,22 +98,93 @@ class ServerProcess:
         )
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cluster",
+        action="store_true",
+        help="run every server the tests start as a 2-node cluster on PostgreSQL + SeaweedFS "
+        "(clients talk to the first node; the second serves GetDataEndpoint's other half)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "embedded_store: tests the embedded store's data dir (skipped with --cluster)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--cluster"):
+        skip = pytest.mark.skip(reason="tests the embedded store's data dir, not a cluster")
+        for item in items:
+            if "embedded_store" in item.keywords:
+                item.add_marker(skip)
+
+
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[object]:
+def make_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[object]:
     """A factory: ``make_server(*extra_flags, log=False)`` starts a server (``log``: its
-    stderr to ``server.log``); all are stopped at teardown."""
+    stderr to ``server.log``); all are stopped at teardown. With ``--cluster`` each server
+    is the first of two nodes on a database and bucket of its own."""
     started: list[ServerProcess] = []
+    cluster = ClusterBackends(request) if request.config.getoption("--cluster") else None
 
     def make(*extra: str, data_dir: Path | None = None, log: bool = False) -> ServerProcess:
         server = ServerProcess(data_dir or tmp_path / f"data{len(started)}", extra=list(extra))
         if log:
             server.log = tmp_path / f"server{len(started)}.log"
+        if cluster is not None:
+            flags = cluster.backends()
+            peer = ServerProcess(tmp_path / f"peer{len(started)}", extra=list(extra))
+            for node in (server, peer):
+                node.extra[:0] = [*flags, "--node-url", node.url]
+            started.append(peer.start())
         started.append(server)
         return server.start()
 
     yield make
     for server in started:
         server.stop(signal.SIGKILL)
+    if cluster is not None:
+        cluster.drop()
+
+
+class ClusterBackends:
+    """A fresh database (schema made) and bucket per server, on the session's PostgreSQL and
+    SeaweedFS, for ``--cluster`` runs."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self.postgres = request.getfixturevalue("postgres_server")
+        self.seaweedfs = request.getfixturevalue("seaweedfs_server")
+        self.made: list[tuple[str, str]] = []
+
+    def backends(self) -> list[str]:
+        import uuid
+
+        import psycopg
+
+        name = f"c_{uuid.uuid4().hex[:16]}"
+        with psycopg.connect(self.postgres.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.seaweedfs.client().create_bucket(Bucket=name.replace("_", "-"))
+        self.made.append((name, name.replace("_", "-")))
+        s3 = self.seaweedfs
+        flags = [
+            "--store", "postgres", "--database-url", self.postgres.url(name),
+            "--s3-endpoint-url", s3.endpoint_url, "--s3-bucket", name.replace("_", "-"),
+            "--s3-access-key-id", s3.access_key, "--s3-secret-access-key", s3.secret_key,
+        ]
+        init = [sys.executable, "-m", "openkvs", "cluster", "init", *flags[2:]]
+        subprocess.run(init, check=True, capture_output=True, timeout=60)
+        return flags
+
+    def drop(self) -> None:
+        import psycopg
+
+        for database, bucket in self.made:
+            with psycopg.connect(self.postgres.url(), autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            self.seaweedfs.client().delete_bucket(Bucket=bucket)
 
 
 @pytest.fixture

@@ -465,6 +465,7 @@ def start_seaweedfs(
         kill()
         time.sleep(down_s)
         proc = launch(cmd)
+        _Cleanup(lambda: None, [proc.pid], [])  # its own watchdog, should this process die
         problem = _wait_for_s3(
             proc, s3_client(endpoint, access_key, secret_key, connect_timeout=1, read_timeout=5)
         )

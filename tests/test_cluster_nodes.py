@@ -106,12 +106,17 @@ def test_every_node_serves_one_set_of_streams_and_relays_putmedia_to_the_owner(
     assert again.status == 200 and not again.events("ERROR")
     assert [a["FragmentNumber"] for a in again.events("PERSISTED")] == stored
     assert endpoint(other, "cam") == owner_url
-    for node in (a, b):
-        assert numbers(get_media(node, "cam", {"StartSelectorType": "EARLIEST"})) == stored
+
+    cb.create_stream(StreamName="live")  # no retention: only its owner holds its fragments
+    received = put(owner, "live", body, timecode_type="RELATIVE").events("RECEIVED")
+    assert len(received) == 6
+    relayed = get_media(other, "live", {"StartSelectorType": "EARLIEST"})
+    assert numbers(relayed) == [a["FragmentNumber"] for a in received]
 
     cb.delete_stream(StreamARN=arn)
     assert error_code(lambda: ca.describe_stream(StreamName="cam")) == "ResourceNotFoundException"
-    assert [s["StreamName"] for s in ca.list_streams()["StreamInfoList"]] == ["cam-2", "cam-3"]
+    listed = [s["StreamName"] for s in ca.list_streams()["StreamInfoList"]]
+    assert listed == ["cam-2", "cam-3", "live"]
 
 
 def _persisted(node: ServerProcess, name: str) -> list[dict[str, Any]]:

@@ -322,9 +322,10 @@ def start_kill_loop(server_factory: Callable[..., ServerProcess], seed: int) -> 
 def test_sigkill_at_varied_points_never_loses_or_half_stores_a_fragment(make_server) -> None:
     seed = random.randrange(1 << 32)
     loop = start_kill_loop(make_server, seed)
-    outcomes = [loop.cycle(KILL_POINTS[i % len(KILL_POINTS)]) for i in range(50)]
+    cycles = 6 * len(KILL_POINTS)  # a bounded run; stress/kill_loop.py does a thousand
+    outcomes = [loop.cycle(KILL_POINTS[i % len(KILL_POINTS)]) for i in range(cycles)]
     durable = loop.streams[DURABLE]
-    assert loop.kills == 50
-    assert len(durable.persisted) >= 50, f"seed {seed}: too little was acknowledged"
-    assert sum(o.acks == 0 for o in outcomes) >= 10, f"seed {seed}: no kill before an ack"
+    assert loop.kills == cycles
+    assert len(durable.persisted) >= cycles, f"seed {seed}: too little was acknowledged"
+    assert sum(o.acks == 0 for o in outcomes) >= 6, f"seed {seed}: no kill before an ack"
     assert any(o.note == "mid-pass" for o in outcomes), f"seed {seed}: never killed mid-pass"

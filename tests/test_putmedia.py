@@ -163,6 +163,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.embedded_store
 def test_disk_full_is_5001_and_stored_fragments_stay_readable(
     make_server, small_disk, av_clip
 ) -> None:

@@ -203,6 +203,7 @@ async def test_a_replay_is_persisted_only_once_the_original_is() -> None:
 # ---- 6: an error after the 200 hung the reader -----------------------------------------------
 
 
+@pytest.mark.embedded_store
 def test_a_corrupt_record_is_an_in_band_4000_between_the_good_fragments(make_server) -> None:
     """Defect 6: one corrupt record withheld its read batch and hung the response."""
     server = make_server("--getmedia-idle-timeout-s", "0.5", log=True)

@@ -46,7 +46,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         if op == "putMedia":
             return await put_media(control, runtimes, request.app[FORWARDER], request)
         if op == "getMedia":
-            return await get_media(control, runtimes, request)
+            return await get_media(control, runtimes, request.app[FORWARDER], request)
         if op in archive_routes.OPERATIONS:
             return await archive_routes.operation(request.app[ARCHIVE], op, request)
         handler = control.operation(op)

@@ -103,7 +103,7 @@ async def read_json(request: web.Request, limit: int = 1 << 20) -> dict[str, Any
     """
     raw = request.get(RAW_BODY)  # already read by the auth layer
     if raw is None:
-        raw = await read_body(request, limit)
+        raw = request[RAW_BODY] = await read_body(request, limit)
     if not raw.strip():
         return {}
     try:

@@ -1,4 +1,5 @@
-"""PutMedia that reaches a node other than its stream's owner is relayed to the owner.
+"""PutMedia that reaches a node other than its stream's owner is relayed to the owner
+(and GetMedia of a stream without retention, whose fragments only the owner holds).
 
 Relayed, not redirected: a producer streams its body as it films, so a 307 would
 need a body it can replay, and neither curl (the C producer SDK) nor most HTTP
@@ -16,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
 from openkvs.server.errors import InvalidEndpointException, ServiceUnavailable
+from openkvs.server.http import RAW_BODY
 from openkvs.server.nodes.ownership import Ownership
 
 log = logging.getLogger("openkvs.nodes")
@@ -60,7 +63,7 @@ class Forwarder:
                     "APIName PUT_MEDIA and use the endpoint it returns."
                 )
             try:
-                return await self._relay(request, owner)
+                return await self._relay(request, owner, _body(request))
             except aiohttp.ClientConnectorError:  # nothing was sent: the owner is down
                 if loop.time() >= deadline:
                     raise ServiceUnavailable(
@@ -69,7 +72,20 @@ class Forwarder:
                 log.info("owner unreachable, waiting for its lease", extra={"owner": owner})
                 await asyncio.sleep(RETRY_S)
 
-    async def _relay(self, request: web.Request, owner: str) -> web.StreamResponse:
+    async def get_media(self, request: web.Request, key: str) -> web.StreamResponse | None:
+        """Relay a GetMedia of a stream without retention to its owner, the only node that
+        holds its fragments (in memory); None to serve it here. Its body was read already."""
+        owner = await self.ownership.owner_elsewhere(key)
+        if owner is None or request.headers.get(FORWARDED):
+            return None
+        try:
+            return await self._relay(request, owner, request[RAW_BODY])
+        except aiohttp.ClientConnectorError:
+            return None  # the owner is down: its fragments went with it
+
+    async def _relay(
+        self, request: web.Request, owner: str, body: bytes | AsyncIterator[bytes]
+    ) -> web.StreamResponse:
         if self._http is None:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
             self._http = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
@@ -77,10 +93,10 @@ class Forwarder:
         headers[FORWARDED] = "1"
         async with self._http.post(
             owner.rstrip("/") + request.rel_url.path_qs,
-            data=_body(request),
+            data=body,
             headers=headers,
             skip_auto_headers=("Content-Type",),
-            expect100=True,  # sends the headers now: the owner's 200 must precede the body
+            expect100=not isinstance(body, bytes),  # headers now: the owner's 200 comes first
         ) as upstream:
             response = web.StreamResponse(
                 status=upstream.status,
@@ -106,6 +122,6 @@ class Forwarder:
         return response
 
 
-async def _body(request: web.Request):  # type: ignore[no-untyped-def]
+async def _body(request: web.Request) -> AsyncIterator[bytes]:
     async for data in request.content.iter_any():
         yield data

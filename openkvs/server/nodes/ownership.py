@@ -23,6 +23,9 @@ class Ownership(Protocol):
     async def acquire(self, key: str) -> str | None:
         """Own the stream (None), or the URL of the live node that owns it now."""
 
+    async def owner_elsewhere(self, key: str) -> str | None:
+        """The URL of the live node that owns the stream, if not this one."""
+
     async def endpoint(self, key: str) -> str:
         """The URL PutMedia and GetMedia of this stream should go to (GetDataEndpoint)."""
 
@@ -43,6 +46,9 @@ class Solo:
         pass
 
     async def acquire(self, key: str) -> str | None:
+        return None
+
+    async def owner_elsewhere(self, key: str) -> str | None:
         return None
 
     async def endpoint(self, key: str) -> str:

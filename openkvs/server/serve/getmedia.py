@@ -19,10 +19,11 @@ from typing import Any
 from aiohttp import web
 
 from openkvs.clock import now_ms
-from openkvs.server.control.plane import ControlPlane
+from openkvs.server.control.plane import ControlPlane, store_errors
 from openkvs.server.errors import ClientLimitExceededException, InvalidArgumentException
 from openkvs.server.http import read_json
 from openkvs.server.model import Fragment, FragmentMeta, FragmentNumber
+from openkvs.server.nodes.forward import Forwarder
 from openkvs.server.runtime.limits import Pacer, admit
 from openkvs.server.runtime.registry import Runtimes
 from openkvs.server.runtime.stream import GrowingFragment, StreamRuntime
@@ -106,7 +107,7 @@ async def start_position(stream: StreamRuntime, selector: dict[str, Any]) -> Sta
 
 
 async def get_media(
-    control: ControlPlane, runtimes: Runtimes, request: web.Request
+    control: ControlPlane, runtimes: Runtimes, forwarder: Forwarder, request: web.Request
 ) -> web.StreamResponse:
     body = await read_json(request)
     VALIDATOR.check("GetMedia", body)  # types, enums, patterns and lengths from the model
@@ -114,6 +115,11 @@ async def get_media(
     if not isinstance(selector, dict):
         raise InvalidArgumentException("StartSelector is required.")
     info = await control.lookup(body.get("StreamName"), body.get("StreamARN"))
+    if info.data_retention_hours <= 0:  # its fragments live in its owner's memory only
+        with store_errors(info.name):
+            relayed = await forwarder.get_media(request, info.key)
+        if relayed is not None:
+            return relayed
     stream = await runtimes.get(info)
     start = await start_position(stream, selector)
     config = runtimes.config

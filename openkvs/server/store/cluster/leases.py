@@ -83,19 +83,17 @@ class Leases:
             raise StoreError(f"stream {key} is owned by a node that left")
         return str(owner[0])
 
+    async def owner_elsewhere(self, key: str) -> str | None:
+        owner = await self._owner(key)
+        return None if owner is None or owner[0] == self.node_id else owner[1]
+
     async def endpoint(self, key: str) -> str:
         """The owner's URL while its lease runs; else the node the stream's key hashes to
         among the live ones (rendezvous hashing), which is where its producer should go."""
+        owner = await self._owner(key)
+        if owner is not None:
+            return owner[1]
         async with self.store.connection() as conn:
-            owner = await (
-                await conn.execute(
-                    "SELECT n.url FROM streams s JOIN nodes n ON n.id = s.owner "
-                    "WHERE s.key = %s AND s.lease_until > now()",
-                    (key,),
-                )
-            ).fetchone()
-            if owner is not None:
-                return str(owner[0])
             nodes = await (
                 await conn.execute(
                     "SELECT id, url FROM nodes "
@@ -106,6 +104,18 @@ class Leases:
         if not nodes:
             return self.url
         return str(max(nodes, key=lambda node: _weight(key, node[0]))[1])
+
+    async def _owner(self, key: str) -> tuple[str, str] | None:
+        """The id and URL of the node whose lease on the stream runs."""
+        async with self.store.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT n.id, n.url FROM streams s JOIN nodes n ON n.id = s.owner "
+                    "WHERE s.key = %s AND s.lease_until > now()",
+                    (key,),
+                )
+            ).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
 
     @contextlib.asynccontextmanager
     async def exclusive(self, job: str) -> AsyncIterator[bool]:
