@@ -31,10 +31,10 @@ PostgreSQL, ``weed`` or psycopg.
     botocore ``put_object`` of the same bytes to the same SeaweedFS, then one ``INSERT`` +
     ``COMMIT`` into a copy of the fragments table (psycopg, synchronous_commit on).
 16. Commits/s of 8 connections each committing one fragments row at a time with
-    ``pg_notify`` in the transaction, as ``ClusterStore.append`` does. Baseline: the same
-    without ``pg_notify``. A notifying transaction holds a lock on "database 0" until its
-    commit is flushed, so such commits go one at a time: the first ceiling of
-    ``bench/CLUSTER_MODEL.md``.
+    ``pg_notify`` in the transaction, as ``ClusterStore.append`` did until the figure
+    showed why not to. Baseline: the same without ``pg_notify`` (what appends do now). A
+    notifying transaction holds a lock on "database 0" until its commit is flushed, so
+    such commits go one at a time: the first ceiling of ``bench/CLUSTER_MODEL.md``, fixed.
 
 The runs also print what ``bench/CLUSTER_MODEL.md`` is calibrated with: CPU ms per MB of
 the nodes, PostgreSQL and weed; WAL bytes per fragment; the fragments table's bytes per

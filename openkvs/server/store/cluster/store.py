@@ -42,6 +42,7 @@ log = logging.getLogger("openkvs.store.cluster")
 POOL_SIZE = 4
 CHANNEL = "openkvs_fragments"
 RELISTEN_S = 1.0
+NOTIFY_BYTES = 7_900
 COLUMNS = "seq, number, server_ms, producer_ms, duration_ms, size, keyframe, track_set"
 
 
@@ -58,6 +59,8 @@ class ClusterStore:
         self._changes: dict[str, int] = {}  # per stream, appends heard of (here or by NOTIFY)
         self._reconnects = 0
         self._listener: asyncio.Task[None] | None = None
+        self._unannounced: dict[str, int] = {}
+        self._announcer: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> ClusterStore:
@@ -86,6 +89,9 @@ class ClusterStore:
         return [info_from_record(row[0]) for row in rows]
 
     async def close(self) -> None:
+        if self._announcer is not None:  # the last appends' news goes out first
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._announcer, RELISTEN_S)
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -224,9 +230,9 @@ class ClusterStore:
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [_row(key, f, self._track_set_id(f.meta.tracks)) for f in fragments],
                 )
-            if seqs:  # delivered to every node's listener when this commits
-                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{seqs[-1]} {key}"))
         self._heard(key)
+        if seqs:
+            self._announce(key, seqs[-1])
 
     async def _fence(self, claim: WriterClaim, conn: Any = None) -> None:
         sql = "SELECT writer_token FROM streams WHERE key = %s" + (" FOR UPDATE" if conn else "")
@@ -351,12 +357,38 @@ class ClusterStore:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self._reconnected()
                     async for note in conn.notifies():
-                        self._heard(note.payload.split(" ", 1)[1])
+                        for line in note.payload.splitlines():
+                            self._heard(line.split(" ", 1)[1])
                 finally:
                     await conn.close()
             except psycopg.Error:
                 self._reconnected()
                 await asyncio.sleep(RELISTEN_S)
+
+    def _announce(self, key: str, seq: int) -> None:
+        """Tell every node's listener of an append, after its commit.
+
+        Not in the append's transaction: a notifying transaction holds a lock on the
+        whole database until its commit is flushed, which would make every node's
+        appends commit one at a time (bench/CLUSTER_MODEL.md). Instead each node has one
+        announcement in flight, carrying every stream appended to since the last. One
+        lost (a crash after the commit) costs a waiting reader its next re-check."""
+        self._unannounced[key] = seq
+        if self._announcer is None or self._announcer.done():
+            self._announcer = asyncio.create_task(self._send_announcements())
+
+    async def _send_announcements(self) -> None:
+        while self._unannounced:
+            lines = [f"{seq} {key}" for key, seq in self._unannounced.items()]
+            self._unannounced = {}
+            payloads = _payloads(lines)
+            try:
+                async with self.connection() as conn, conn.transaction():
+                    await conn.execute("SET LOCAL synchronous_commit = off")  # news, not data
+                    for payload in payloads:
+                        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+            except StoreError as exc:
+                log.warning("announcing appends failed", extra={"error": str(exc)})
 
     def _heard_of(self, key: str) -> int:
         """A count that moves whenever news of ``key`` may have come."""
@@ -401,6 +433,19 @@ class ClusterStore:
         set_id = hashlib.sha256(text.encode()).hexdigest()[:32]
         self._tracks.setdefault(set_id, tracks)
         return set_id
+
+
+def _payloads(lines: list[str]) -> list[str]:
+    """Lines joined into NOTIFY payloads under PostgreSQL's 8,000-byte limit."""
+    groups: list[list[str]] = [[]]
+    size = 0
+    for line in lines:
+        if size + len(line) + 1 > NOTIFY_BYTES and groups[-1]:
+            groups.append([])
+            size = 0
+        groups[-1].append(line)
+        size += len(line) + 1
+    return ["\n".join(group) for group in groups]
 
 
 def _changed(store: ClusterStore, key: str, heard: int) -> Callable[[], bool]:
