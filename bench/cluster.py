@@ -668,7 +668,7 @@ def run(settings: Settings) -> list[Row]:
 def notify_row(notified: float, plain: float) -> Row:
     return Row(
         f"PostgreSQL commits/s, {NOTIFY_WRITERS} writers, one fragments row each, "
-        "with pg_notify (as an append)",
+        "with pg_notify in the transaction",
         notified,
         plain,
         "commits/s",

@@ -6,9 +6,9 @@ client was told survives a restart and a failed write changes nothing. Mutations
 run under one lock, which makes ``CurrentVersion`` checks and name reservation
 race-free. With a store other nodes share, a request first re-reads the record of
 the stream it names, and the store's own checks (unique names, versions compared
-in a transaction) settle races between nodes. Request bodies are checked against botocore's model before a handler
-runs (``openkvs.server.validate``), so handlers only enforce what the model cannot
-say: service limits, versions, existence. JSON ``null`` means absent, hence the
+in a transaction) settle races between nodes. Request bodies are checked against
+botocore's model before a handler runs (``openkvs.server.validate``), so handlers
+only enforce what the model cannot say: service limits, versions, existence. JSON ``null`` means absent, hence the
 ``body.get(...) or default`` idiom.
 """
 
