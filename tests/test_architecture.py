@@ -24,7 +24,8 @@ SERVER_LAYERS = [
     ("openkvs.server.nodes",),
     ("openkvs.server.runtime",),
     ("openkvs.server.control",),
-    ("openkvs.server.ingest", "openkvs.server.serve", "openkvs.server.archive"),
+    ("openkvs.server.ingest", "openkvs.server.serve", "openkvs.server.archive",
+     "openkvs.server.observe"),
     ("openkvs.server.auth",),
     ("openkvs.server.app",),
 ]

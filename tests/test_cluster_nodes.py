@@ -25,6 +25,7 @@ from tests.media import ffmpeg_command, ffmpeg_mkv, probe_frames
 from tests.producer import put_media
 from tests.services import free_ports
 from tests.test_cluster_store import cluster_flags, openkvs
+from tests.test_health import probe
 from tests.test_media_e2e import probe_frames_of_chunks
 from tests.test_producer import stored_frames
 
@@ -74,6 +75,7 @@ def test_every_node_serves_one_set_of_streams_and_relays_putmedia_to_the_owner(
     cluster, av_clip: Path
 ) -> None:
     a, b = cluster(2, "--getmedia-idle-timeout-s", "3", "--no-rate-limits")
+    assert probe(a, "/ready") == probe(b, "/ready") == (200, {"status": "ready"})
     ca, cb = a.client(), b.client()
     arn = ca.create_stream(StreamName="cam", DataRetentionInHours=24)["StreamARN"]
     assert cb.describe_stream(StreamName="cam")["StreamInfo"]["StreamARN"] == arn

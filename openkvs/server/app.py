@@ -23,6 +23,7 @@ from openkvs.server.ingest.putmedia import put_media
 from openkvs.server.model import StreamInfo
 from openkvs.server.nodes.forward import Forwarder
 from openkvs.server.nodes.ownership import Ownership, Solo
+from openkvs.server.observe.health import health, ready
 from openkvs.server.runtime.registry import Runtimes
 from openkvs.server.serve.getmedia import get_media
 from openkvs.server.store.base import Store
@@ -104,6 +105,8 @@ def build_app(config: Config, store: Store) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(shutdown)
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready(store))
     app.router.add_post("/{op}", dispatch)
     for prefix in archive_routes.SESSION_PREFIXES:
         app.router.add_get(prefix + "{resource}", session_resource)

@@ -46,6 +46,7 @@ from openkvs.server.http import (
     error_response,
     read_body,
 )
+from openkvs.server.observe.health import PROBE_PATHS
 
 log = logging.getLogger("openkvs.auth")
 
@@ -118,7 +119,7 @@ class Gate:
 
     async def admit(self, request: web.Request) -> str | None:
         """The verified access key (None in development mode); raises the refusal."""
-        if not self.keys or _session_resource(request):
+        if not self.keys or _session_resource(request) or _probe(request):
             return None
         op = request.match_info.get("op", "")
         received = Received(request.method, request.raw_path, list(request.headers.items()), "")
@@ -148,6 +149,11 @@ class Gate:
 
 
 SESSION_PREFIXES = ("/hls/v1/", "/dash/v1/")
+
+
+def _probe(request: web.Request) -> bool:
+    """Health checks: a load balancer has no keys."""
+    return request.method in ("GET", "HEAD") and request.path in PROBE_PATHS
 
 
 def _session_resource(request: web.Request) -> bool:

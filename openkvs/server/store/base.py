@@ -82,6 +82,9 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def check(self) -> None:
+        """StoreError, saying why, unless the store can take writes now (``GET /ready``)."""
+
     async def save_stream(self, info: StreamInfo, expected_version: str | None) -> None:
         """Create (``expected_version`` None) or replace a stream's record, durably.
 

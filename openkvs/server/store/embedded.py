@@ -128,6 +128,14 @@ class EmbeddedStore:
         self._streams = {s.info.key: s for s in streams}
         return [s.info for s in streams]
 
+    async def check(self) -> None:
+        """A small file written, fsynced and removed in the data dir: a full or read-only
+        disk fails it, as it would fail the next append."""
+        try:
+            await asyncio.to_thread(_probe, self.root)
+        except OSError as exc:
+            raise StoreError(f"the data dir cannot be written: {exc}") from None
+
     async def close(self) -> None:
         """Close the writers once their appends are done (their snapshots written), and wait
         for retention's deletions."""
@@ -569,3 +577,14 @@ def _load_info(path: str) -> StreamInfo:
         return StreamInfo(**{k: v for k, v in raw.items() if k in known})
     except (ValueError, TypeError, AttributeError) as exc:
         raise StoreError(f"{path} is not a stream record: {exc}") from exc
+
+
+def _probe(root: str) -> None:
+    path = os.path.join(root, ".ready")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, b"ready\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.unlink(path)

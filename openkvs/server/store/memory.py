@@ -47,6 +47,9 @@ class MemoryStore:
     async def close(self) -> None:
         pass
 
+    async def check(self) -> None:
+        pass
+
     async def save_stream(self, info: StreamInfo, expected_version: str | None) -> None:
         stream = self._streams.get(info.key)
         if expected_version is None:

@@ -69,6 +69,9 @@ class Objects:
             ):
                 raise StoreError(f"cannot create bucket {self.bucket}: {exc}") from None
 
+    async def check(self) -> None:
+        await self._call(self.client.head_bucket, Bucket=self.bucket)
+
     async def put(self, key: str, parts: Sequence[bytes]) -> None:
         body = b"".join(parts)
         await self._call(self.client.put_object, Bucket=self.bucket, Key=key, Body=body)

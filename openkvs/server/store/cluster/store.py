@@ -102,6 +102,11 @@ class ClusterStore:
         self._connections.clear()
         self._idle = asyncio.Queue()
 
+    async def check(self) -> None:
+        """PostgreSQL answers and the bucket is there."""
+        await self._rows("SELECT 1", ())
+        await self.objects.check()
+
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Any]:
         import psycopg
