@@ -18,7 +18,8 @@ TOOLKIT = ("openkvs.client", "openkvs.aio", "openkvs.media", "openkvs.producer")
 SHARED = ("openkvs.clock", "openkvs.logs")
 # Inside the server, lowest first: a module may import its own layer and those before it.
 SERVER_LAYERS = [
-    ("openkvs.server.model", "openkvs.server.errors", "openkvs.server.config"),
+    ("openkvs.server.model", "openkvs.server.errors", "openkvs.server.config",
+     "openkvs.server.metrics"),
     ("openkvs.server.http", "openkvs.server.validate"),
     ("openkvs.server.store",),
     ("openkvs.server.nodes",),

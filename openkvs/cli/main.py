@@ -59,7 +59,19 @@ _FLAGS = {
     "tls_cert": "PEM certificate (chain) to serve HTTPS with",
     "tls_key": "PEM private key for --tls-cert",
     "retention_unit_s": "seconds one DataRetentionInHours hour lasts (for tests only)",
+    "metrics": "serve GET /metrics (Prometheus text format)",
+    "metrics_per_stream": "label metrics per stream (the first 1,000 streams; off: totals only)",
     **STORE_FLAGS,
+}
+
+
+SWITCHES = {
+    "--no-rate-limits": "turn off the calls-per-second and bytes-per-second quotas (for benchmarks)",
+    "--hls-low-latency": "serve every LIVE HLS session as low-latency HLS (parts, blocking "
+    "reloads); without it a player asks per session with LowLatency=1 on the master URL",
+    "--insecure": "serve a non-loopback address without credentials",
+    "--no-metrics": "do not serve GET /metrics (Prometheus text format)",
+    "--no-metrics-per-stream": "metrics in totals only, no series per stream",
 }
 
 
@@ -121,25 +133,14 @@ def _cluster(args: argparse.Namespace) -> int:
 def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = sub.add_parser("serve", help="run the OpenKVS server")
     _config_flags(serve, _FLAGS)
-    serve.add_argument(
-        "--no-rate-limits",
-        action="store_true",
-        default=os.environ.get("OPENKVS_NO_RATE_LIMITS", "") not in ("", "0"),
-        help="turn off the calls-per-second and bytes-per-second quotas (for benchmarks)",
-    )
-    serve.add_argument(
-        "--hls-low-latency",
-        action="store_true",
-        default=os.environ.get("OPENKVS_HLS_LOW_LATENCY", "") not in ("", "0"),
-        help="serve every LIVE HLS session as low-latency HLS (parts, blocking reloads); "
-        "without it a player asks per session with LowLatency=1 on the master URL",
-    )
-    serve.add_argument(
-        "--insecure",
-        action="store_true",
-        default=os.environ.get("OPENKVS_INSECURE", "") not in ("", "0"),
-        help="serve a non-loopback address without credentials (env OPENKVS_INSECURE)",
-    )
+    for flag, helptext in SWITCHES.items():
+        env = "OPENKVS_" + flag[2:].upper().replace("-", "_")
+        serve.add_argument(
+            flag,
+            action="store_true",
+            default=os.environ.get(env, "") not in ("", "0"),
+            help=f"{helptext} (env {env})",
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         config.rate_limits = not args.no_rate_limits
         config.insecure = args.insecure
         config.hls_low_latency = args.hls_low_latency
+        config.metrics = not args.no_metrics
+        config.metrics_per_stream = not args.no_metrics_per_stream
         logs.setup(config.log_level)
         from openkvs.server.app import serve
         from openkvs.server.auth import AuthConfigError

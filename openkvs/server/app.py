@@ -24,6 +24,7 @@ from openkvs.server.model import StreamInfo
 from openkvs.server.nodes.forward import Forwarder
 from openkvs.server.nodes.ownership import Ownership, Solo
 from openkvs.server.observe.health import health, ready
+from openkvs.server.observe.routes import metrics_page, watch_loop_lag
 from openkvs.server.runtime.registry import Runtimes
 from openkvs.server.serve.getmedia import get_media
 from openkvs.server.store.base import Store
@@ -95,7 +96,9 @@ def build_app(config: Config, store: Store) -> web.Application:
         control.load(await store.open())
         await ownership.start()
         runtimes.start(control.every_stream, ownership)
+        lag = asyncio.create_task(watch_loop_lag(runtimes.metrics))
         yield
+        lag.cancel()
         await forwarder.close()
         await ownership.stop()
         await store.close()
@@ -107,6 +110,9 @@ def build_app(config: Config, store: Store) -> web.Application:
     app.on_shutdown.append(shutdown)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready(store))
+    if config.metrics:
+        page = metrics_page(runtimes.metrics, config, lambda: len(control.all_streams()))
+        app.router.add_get("/metrics", page)
     app.router.add_post("/{op}", dispatch)
     for prefix in archive_routes.SESSION_PREFIXES:
         app.router.add_get(prefix + "{resource}", session_resource)

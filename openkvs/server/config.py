@@ -67,6 +67,9 @@ class Config:
     node_id: str | None = None
     # seconds a node's hold on a stream lasts unrenewed: how soon another takes over its streams
     lease_seconds: float = 10.0
+    # GET /metrics (Prometheus); per-stream series for at most 1,000 streams
+    metrics: bool = True
+    metrics_per_stream: bool = True
     # authentication and transport (openkvs.server.auth)
     credentials: str | None = None
     access_rules: str | None = None

@@ -26,6 +26,7 @@ from openkvs.server.control.plane import ControlPlane, store_errors
 from openkvs.server.errors import ClientLimitExceededException, InvalidArgumentException
 from openkvs.server.http import id_headers
 from openkvs.server.ingest.session import IngestSession
+from openkvs.server.metrics import Metrics
 from openkvs.server.model import Fragment
 from openkvs.server.nodes.forward import Forwarder
 from openkvs.server.runtime.limits import Pacer, admit
@@ -46,6 +47,7 @@ MAX_BATCH = 64
 class _Store:
     fragment: Fragment
     timecode: int
+    received: float  # time.monotonic() of its last byte
 
 
 @dataclass(slots=True)
@@ -70,9 +72,10 @@ class PutMedia:
         request: web.Request,
         response: web.StreamResponse,
         fragmenter: Fragmenter,
+        metrics: Metrics,
     ) -> None:
         self.runtime, self.config, self.request, self.response = runtime, config, request, response
-        self.fragmenter = fragmenter
+        self.fragmenter, self.metrics = fragmenter, metrics
         self.table = IngestSession(runtime.persistent)
         self.queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self.write_lock = asyncio.Lock()
@@ -88,6 +91,7 @@ class PutMedia:
     async def send(self, ack: Ack | None) -> None:
         if ack is None:
             return
+        self.metrics.acks.labels(ack.event_type, str(ack.error_id or "")).inc()
         async with self.write_lock:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await self.response.write(bytes(ack))
@@ -264,10 +268,13 @@ class PutMedia:
         new = begin.original is None
         if new:
             fragment = self.runtime.complete_fragment(publisher, begin.number, event, notify=False)
+            stream = self.metrics.stream(self.runtime.info.name)
+            self.metrics.fragments_in.labels(stream).inc()
+            self.metrics.bytes_in.labels(stream).inc(fragment.meta.size)
             if self.runtime.persistent:
                 self.unsettled[fragment.meta.seq] = fragment
                 self.unsettled_bytes += fragment.meta.size
-                self.queue.put_nowait(_Store(fragment, event.timecode))
+                self.queue.put_nowait(_Store(fragment, event.timecode, time.monotonic()))
         elif self.runtime.persistent and begin.durable is not None:
             self.queue.put_nowait(_Replay(begin.durable, event.timecode, number))
         self.current = None
@@ -311,7 +318,9 @@ class PutMedia:
                 return await self.store_failed(error, batch[0].timecode, number)
             self.runtime.stored(fragments)
             self.settle(fragments)
+            now = time.monotonic()
             for done in batch:
+                self.metrics.persisted_latency.observe(now - done.received)
                 await self.send(self.table.persisted(done.timecode, str(done.fragment.meta.number)))
         if self.refusal is not None:
             await self.send(self.table.refused(*self.refusal))
@@ -359,6 +368,7 @@ async def put_media(
     runtime = await runtimes.get(info)
     calls = config.putmedia_calls_per_second
     if config.rate_limits and not admit(runtime.put_calls, time.monotonic(), calls):
+        runtimes.metrics.quota_refusals.labels("PutMedia").inc()
         raise ClientLimitExceededException("PutMedia calls per second for this stream exceeded.")
     start_ms, start_ok = producer_start_ms(headers.get("x-amzn-producer-start-timestamp"))
     fragmenter = Fragmenter(
@@ -374,7 +384,7 @@ async def put_media(
     response.enable_chunked_encoding()
     response.force_close()
     await response.prepare(request)
-    await PutMedia(runtime, config, request, response, fragmenter).run(start_ok)
+    await PutMedia(runtime, config, request, response, fragmenter, runtimes.metrics).run(start_ok)
     with contextlib.suppress(ConnectionError, RuntimeError):
         await response.write_eof()
     return response

@@ -1,1 +1,1 @@
-"""What an operator sees of a running server: health checks (and, next, metrics)."""
+"""What an operator sees of a running server: health checks and the metrics page."""

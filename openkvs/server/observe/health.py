@@ -15,7 +15,8 @@ from aiohttp import web
 
 from openkvs.server.store.base import Store, StoreError
 
-PROBE_PATHS = frozenset(("/health", "/ready"))
+PROBE_PATHS = frozenset(("/health", "/ready", "/metrics"))
+"""Unsigned: load balancers and Prometheus scrapers hold no keys."""
 READY_TIMEOUT_S = 5.0
 
 

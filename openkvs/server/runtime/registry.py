@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from openkvs import clock
 from openkvs.server.config import Config
+from openkvs.server.metrics import Metrics
 from openkvs.server.model import StreamInfo
 from openkvs.server.nodes.ownership import Ownership
 from openkvs.server.runtime.buffers import LiveBuffers
@@ -31,6 +32,7 @@ class Runtimes:
         self.store, self.config = store, config
         self.buffers = LiveBuffers(config.live_buffer_total_bytes)
         self.limits = BufferLimits(config.live_buffer_seconds, config.live_buffer_bytes)
+        self.metrics = Metrics(per_stream=config.metrics_per_stream)
         self._runtimes: dict[str, StreamRuntime] = {}
         self._loading: dict[str, asyncio.Future[StreamRuntime]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -131,6 +133,7 @@ class Runtimes:
                 log.exception("retention pass failed")
             else:
                 if deleted:
+                    self.metrics.retention_deleted.inc(deleted)
                     log.info("retention deleted fragments", extra={"fragments": deleted})
             await asyncio.sleep(self.config.retention_interval_s)
 

@@ -9,6 +9,7 @@ chunk with its framing into a new buffer (a copy of each fragment on Python
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -32,14 +33,18 @@ def chunks_response(request: web.Request) -> web.StreamResponse:
 
 
 async def begin_chunks(
-    request: web.Request, response: web.StreamResponse, timeout: float
+    request: web.Request,
+    response: web.StreamResponse,
+    timeout: float,
+    counted: Callable[[int], None] | None = None,
 ) -> ChunkedBody | None:
-    """Send ``response``'s head; its body, or None if the client has gone already."""
+    """Send ``response``'s head; its body, or None if the client has gone already.
+    ``counted`` is told how many bytes each write sends (a metric)."""
     writer = await response.prepare(request)
     transport = request.transport
     if writer is None or transport is None:
         return None
-    return ChunkedBody(transport, writer, timeout)
+    return ChunkedBody(transport, writer, timeout, counted)
 
 
 class ChunkedBody:
@@ -50,11 +55,16 @@ class ChunkedBody:
     """
 
     def __init__(
-        self, transport: asyncio.Transport, writer: AbstractStreamWriter, timeout: float
+        self,
+        transport: asyncio.Transport,
+        writer: AbstractStreamWriter,
+        timeout: float,
+        counted: Callable[[int], None] | None = None,
     ) -> None:
         self.transport = transport
         self.writer = writer
         self.timeout = timeout
+        self.counted = counted or _uncounted
 
     @property
     def closed(self) -> bool:
@@ -68,10 +78,12 @@ class ChunkedBody:
     def send_framed_now(self, framed: bytes) -> None:
         """Write a chunk ``frame`` built, without waiting: the caller checked ``has_room``."""
         self.transport.write(framed)
+        self.counted(len(framed))
 
     async def send_framed(self, framed: bytes) -> None:
         self._check_open()
         self.transport.write(framed)
+        self.counted(len(framed))
         await self._drain()
 
     async def send(self, *parts: bytes) -> None:
@@ -96,6 +108,7 @@ class ChunkedBody:
                 run, run_bytes = [], 0
         run.append(b"\r\n")
         write(b"".join(run))
+        self.counted(size + len(b"%x" % size) + 4)
         await self._drain()
 
     def _check_open(self) -> None:
@@ -108,3 +121,7 @@ class ChunkedBody:
             return
         async with asyncio.timeout(self.timeout):
             await self.writer.drain()
+
+
+def _uncounted(size: int) -> None:
+    pass

@@ -125,13 +125,18 @@ async def get_media(
     config = runtimes.config
     calls_per_second = config.getmedia_calls_per_second
     if config.rate_limits and not admit(stream.get_calls, time.monotonic(), calls_per_second):
+        runtimes.metrics.quota_refusals.labels("GetMedia").inc()
         raise ClientLimitExceededException(
             "GetMedia calls per second for this stream exceeded. Retry after a moment."
         )
     response = chunks_response(request)
-    with stream.reader(config.getmedia_max_connections):
+    metrics = runtimes.metrics
+    counter = metrics.bytes_out.labels(metrics.stream(info.name))
+    with stream.reader(config.getmedia_max_connections), metrics.getmedia_sessions.track_inprogress():
         try:
-            chunks = await begin_chunks(request, response, config.getmedia_idle_timeout_s)
+            chunks = await begin_chunks(
+                request, response, config.getmedia_idle_timeout_s, counter.inc
+            )
             if chunks is None:
                 return response
             if start.seq is None:
