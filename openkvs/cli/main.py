@@ -59,32 +59,42 @@ _FLAGS = {
     "tls_cert": "PEM certificate (chain) to serve HTTPS with",
     "tls_key": "PEM private key for --tls-cert",
     "retention_unit_s": "seconds one DataRetentionInHours hour lasts (for tests only)",
-    "metrics": "serve GET /metrics (Prometheus text format)",
-    "metrics_per_stream": "label metrics per stream (the first 1,000 streams; off: totals only)",
     **STORE_FLAGS,
 }
 
 
-SWITCHES = {
-    "--no-rate-limits": "turn off the calls-per-second and bytes-per-second quotas (for benchmarks)",
-    "--hls-low-latency": "serve every LIVE HLS session as low-latency HLS (parts, blocking "
-    "reloads); without it a player asks per session with LowLatency=1 on the master URL",
-    "--insecure": "serve a non-loopback address without credentials",
-    "--no-metrics": "do not serve GET /metrics (Prometheus text format)",
-    "--no-metrics-per-stream": "metrics in totals only, no series per stream",
+SWITCHES = {  # flag: (Config field, whether the flag turns it off, help)
+    "--no-rate-limits": (
+        "rate_limits", True,
+        "turn off the calls-per-second and bytes-per-second quotas (for benchmarks)",
+    ),
+    "--hls-low-latency": (
+        "hls_low_latency", False,
+        "serve every LIVE HLS session as low-latency HLS (parts, blocking reloads); "
+        "without it a player asks per session with LowLatency=1 on the master URL",
+    ),
+    "--insecure": ("insecure", False, "serve a non-loopback address without credentials"),
+    "--no-metrics": ("metrics", True, "do not serve GET /metrics (Prometheus text format)"),
+    "--no-metrics-per-stream": (
+        "metrics_per_stream", True, "metrics in totals only, no series per stream"
+    ),
 }
 
 
-def _env_default(name: str, default: object) -> object:
+def _env_default(name: str, default: object, file: dict[str, object]) -> object:
+    """OPENKVS_<NAME>, else the config file's value, else ``default``."""
     raw = os.environ.get("OPENKVS_" + name.upper())
     if raw is None:
-        return default
+        return file.get(name, default)
     convert: Callable[[str], object] = type(default) if default is not None else str
     return convert(raw)
 
 
-def _config_flags(parser: argparse.ArgumentParser, names: dict[str, str]) -> None:
-    """A flag per Config field in ``names``, its default from OPENKVS_<NAME> or Config."""
+def _config_flags(
+    parser: argparse.ArgumentParser, names: dict[str, str], file: dict[str, object]
+) -> None:
+    """A flag per Config field in ``names``, its default from OPENKVS_<NAME>, the config
+    file or Config, in that order."""
     defaults = Config()
     for f in fields(Config):
         if f.name not in names:
@@ -94,15 +104,53 @@ def _config_flags(parser: argparse.ArgumentParser, names: dict[str, str]) -> Non
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
             type=kind,
-            default=_env_default(f.name, default),
+            default=_env_default(f.name, default, file),
             help=f"{names[f.name]} (env OPENKVS_{f.name.upper()}; default {default})",
         )
 
 
-def _cluster_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _switches(parser: argparse.ArgumentParser, file: dict[str, object]) -> None:
+    defaults = Config()
+    for flag, (name, turns_off, helptext) in SWITCHES.items():
+        env = "OPENKVS_" + flag[2:].upper().replace("-", "_")
+        if env in os.environ:
+            on = os.environ[env] not in ("", "0")
+        else:
+            value = bool(file.get(name, getattr(defaults, name)))
+            on = not value if turns_off else value
+        parser.add_argument(flag, action="store_true", default=on, help=f"{helptext} (env {env})")
+
+
+def _config_file(argv: list[str] | None) -> tuple[str | None, dict[str, object]]:
+    """``--config FILE`` (or OPENKVS_CONFIG) and its settings, before the flags are parsed:
+    the file gives the flags their defaults."""
+    from openkvs.server.config import read_file
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=os.environ.get("OPENKVS_CONFIG"))
+    known, _ = pre.parse_known_args(argv)
+    return known.config, read_file(known.config) if known.config else {}
+
+
+def serve_config(args: argparse.Namespace) -> Config:
+    """The Config that ``serve`` (and ``config show``) flags describe."""
+    values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
+    config = Config(**values)
+    for flag, (name, turns_off, _) in SWITCHES.items():
+        given = getattr(args, flag[2:].replace("-", "_"))
+        setattr(config, name, not given if turns_off else given)
+    return config
+
+
+CONFIG_HELP = "a TOML file of settings (env OPENKVS_CONFIG); flags and OPENKVS_* override it"
+
+
+def _cluster_parser(sub: argparse._SubParsersAction, file: dict[str, object]) -> None:  # type: ignore[type-arg]
     cluster = sub.add_parser("cluster", help="set up the database and bucket of a cluster")
     cluster.add_argument("action", choices=("init",), help="init: create or migrate the schema")
-    _config_flags(cluster, {k: v for k, v in STORE_FLAGS.items() if k.startswith(("database", "s3"))})
+    cluster.add_argument("--config", help=CONFIG_HELP)
+    names = {k: v for k, v in STORE_FLAGS.items() if k.startswith(("database", "s3"))}
+    _config_flags(cluster, names, file)
 
 
 def _cluster(args: argparse.Namespace) -> int:
@@ -130,25 +178,32 @@ def _cluster(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    serve = sub.add_parser("serve", help="run the OpenKVS server")
-    _config_flags(serve, _FLAGS)
-    for flag, helptext in SWITCHES.items():
-        env = "OPENKVS_" + flag[2:].upper().replace("-", "_")
-        serve.add_argument(
-            flag,
-            action="store_true",
-            default=os.environ.get(env, "") not in ("", "0"),
-            help=f"{helptext} (env {env})",
-        )
+def _serve_parser(sub: argparse._SubParsersAction, file: dict[str, object]) -> None:  # type: ignore[type-arg]
+    for name, helptext in (
+        ("serve", "run the OpenKVS server"),
+        ("config", "print the settings `serve` would run with (secrets masked)"),
+    ):
+        parser = sub.add_parser(name, help=helptext)
+        if name == "config":
+            parser.add_argument("action", choices=("show",), help="show: print them as TOML")
+        parser.add_argument("--config", help=CONFIG_HELP)
+        _config_flags(parser, _FLAGS, file)
+        _switches(parser, file)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="openkvs", description="OpenKVS: self-hosted KVS")
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
-    _serve_parser(sub)
-    _cluster_parser(sub)
+    from openkvs.server.config import ConfigError, shown
+
+    try:
+        config_path, file = _config_file(argv)
+    except ConfigError as exc:
+        print(f"openkvs: {exc}", file=sys.stderr)
+        return 2
+    _serve_parser(sub, file)
+    _cluster_parser(sub, file)
     from openkvs.cli import commands
 
     commands.add_parsers(sub)
@@ -157,18 +212,15 @@ def main(argv: list[str] | None = None) -> int:
         return commands.run(args)
     if args.command == "cluster":
         return _cluster(args)
+    if args.command == "config":
+        print(f"# effective settings{f' (with {config_path})' if config_path else ''}")
+        print(shown(serve_config(args)), end="")
+        return 0
     if args.command == "serve":
-        values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
-        config = Config(**values)
-        config.rate_limits = not args.no_rate_limits
-        config.insecure = args.insecure
-        config.hls_low_latency = args.hls_low_latency
-        config.metrics = not args.no_metrics
-        config.metrics_per_stream = not args.no_metrics_per_stream
+        config = serve_config(args)
         logs.setup(config.log_level)
         from openkvs.server.app import serve
         from openkvs.server.auth import AuthConfigError
-        from openkvs.server.config import ConfigError
         from openkvs.server.store.base import StoreError
         from openkvs.server.store.cluster.schema import SchemaError
 

@@ -1,8 +1,12 @@
-"""Typed configuration, from command-line flags or OPENKVS_* environment variables."""
+"""Typed configuration: command-line flags over OPENKVS_* environment variables over a
+TOML file (``--config``) over the defaults here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tomllib
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 
 class ConfigError(ValueError):
@@ -97,3 +101,62 @@ class Config:
                 raise ConfigError(
                     f"--store postgres needs {flags} (or OPENKVS_{missing[0].upper()} and the like)"
                 )
+
+
+SECRETS = ("s3_secret_access_key",)
+MASK = "********"
+
+
+def read_file(path: str) -> dict[str, Any]:
+    """A TOML file's settings, each a Config field of the right type; ConfigError naming
+    the key (or the file) otherwise."""
+    try:
+        with open(path, "rb") as file:
+            values = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    defaults = Config()
+    known = {f.name for f in fields(Config)}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(
+                f"unknown key {key!r} in {path}; `openkvs config show` lists the settings"
+            )
+        default = getattr(defaults, key)
+        kind = type(default) if default is not None else str
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            values[key] = float(value)
+        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"{key} in {path} must be {kind.__name__}, not {value!r}")
+    return values
+
+
+def shown(config: Config) -> str:
+    """The effective settings as TOML (what ``--config`` reads), secrets masked."""
+    lines = []
+    for f in fields(Config):
+        value = getattr(config, f.name)
+        if value is None:
+            continue
+        if f.name in SECRETS or (f.name == "credentials" and value.lstrip().startswith("{")):
+            value = MASK
+        elif f.name == "database_url":
+            value = _without_password(value)
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, str):
+            text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        else:
+            text = repr(value)
+        lines.append(f"{f.name} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:{MASK}@{host}"))
