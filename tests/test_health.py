@@ -25,7 +25,12 @@ def probe(server: ServerProcess, path: str) -> tuple[int, dict[str, str]]:
 def test_probes_need_no_signature_where_everything_else_does(make_server, tmp_path: Path) -> None:
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps({"AKIDADMIN": "secret"}))
-    server = make_server("--credentials", str(keys))
+    server = make_server("--credentials", str(keys), log=True)
+    assert server.log is not None
+    started = [json.loads(line) for line in server.log.read_text().splitlines()]
+    line = next(entry for entry in started if entry["msg"] == "openkvs listening")
+    assert line["url"] == server.url and line["auth"] == "SigV4"
+    assert line["metrics"] == server.url + "/metrics" and line["data_dir"] == str(server.data_dir)
     assert probe(server, "/health") == (200, {"status": "ok"})
     assert probe(server, "/ready") == (200, {"status": "ready"})
     unsigned = urllib.request.Request(server.url + "/listStreams", data=b"{}", method="POST")

@@ -6,15 +6,17 @@ It only routes requests and renders errors; the operations live in the packages 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from openkvs.server.archive import routes as archive_routes
 from openkvs.server.archive.service import Archive
-from openkvs.server.auth import auth_middleware, server_tls_context
+from openkvs.server.auth import auth_middleware, load_keys, server_tls_context
 from openkvs.server.config import Config
 from openkvs.server.control.plane import ControlPlane
 from openkvs.server.errors import AwsError, InternalFailure, UnknownOperationException
@@ -142,6 +144,28 @@ def default_store(config: Config) -> Store:
     return EmbeddedStore(config.data_dir, config.segment_bytes)
 
 
+def summary(config: Config) -> dict[str, str]:
+    """What the start-up line tells the user they have: where to reach it, where its data
+    is, whether requests must be signed."""
+    url = config.base_url()
+    if config.store == "postgres":
+        database = urlsplit(config.database_url or "")
+        where = {
+            "cluster": f"postgresql://{database.hostname}:{database.port or 5432}{database.path}",
+            "bucket": f"{config.s3_endpoint_url}/{config.s3_bucket}",
+        }
+    else:
+        where = {"data_dir": config.data_dir}
+    signed = bool(load_keys(config.credentials, os.environ))
+    return {
+        "url": url,
+        **where,
+        "metrics": f"{url}/metrics" if config.metrics else "off",
+        "health": f"{url}/health, {url}/ready",
+        "auth": "SigV4" if signed else "off",
+    }
+
+
 async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGINT/SIGTERM, then finish or reject in-flight work and exit."""
     tls = server_tls_context(config)
@@ -161,7 +185,8 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, reuse_address=True, ssl_context=tls)
     await site.start()
-    log.warning("openkvs listening", extra={"url": config.base_url(), "data_dir": config.data_dir})
+    bound = runner.addresses[0][1] if runner.addresses else config.port  # --port 0: the one given
+    log.warning("openkvs listening", extra=summary(dataclasses.replace(config, port=bound)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
