@@ -85,7 +85,10 @@ from openkvs.cli import main as openkvs_main
 from tests.media import synthetic_mkv
 from tests.producer import put_media
 from tests.services import (
+    S3Target,
     _Cleanup,
+    cluster_flags,
+    create_database,
     postgres_bin_dir,
     postgres_os_user,
     start_postgres,
@@ -139,18 +142,11 @@ class Backends:
 
     def new_cluster(self, label: str) -> tuple[list[str], str, str]:
         """A fresh database and bucket, the schema made: the ``serve`` flags naming them."""
-        import psycopg
-
         name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
         bucket = name.replace("_", "-")
-        with psycopg.connect(self.postgres.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        flags = [
-            "--store", "postgres", "--database-url", self.postgres.url(name),
-            "--s3-endpoint-url", self.s3.endpoint_url, "--s3-bucket", bucket,
-            "--s3-access-key-id", self.s3.access_key,
-            "--s3-secret-access-key", self.s3.secret_key,
-        ]  # fmt: skip
+        s3 = self.s3
+        target = S3Target(s3.endpoint_url, s3.access_key, s3.secret_key, bucket, s3.region)
+        flags = cluster_flags(create_database(self.postgres, name), target)
         said = io.StringIO()
         with contextlib.redirect_stderr(said):  # `openkvs cluster init`, in this process
             if openkvs_main(["cluster", "init", *flags[2:]]):

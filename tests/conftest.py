@@ -161,29 +161,25 @@ class ClusterBackends:
     def backends(self) -> list[str]:
         import uuid
 
-        import psycopg
+        from tests.services import S3Target, cluster_flags, create_database
 
         name = f"c_{uuid.uuid4().hex[:16]}"
-        with psycopg.connect(self.postgres.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        self.seaweedfs.client().create_bucket(Bucket=name.replace("_", "-"))
-        self.made.append((name, name.replace("_", "-")))
+        bucket = name.replace("_", "-")
         s3 = self.seaweedfs
-        flags = [
-            "--store", "postgres", "--database-url", self.postgres.url(name),
-            "--s3-endpoint-url", s3.endpoint_url, "--s3-bucket", name.replace("_", "-"),
-            "--s3-access-key-id", s3.access_key, "--s3-secret-access-key", s3.secret_key,
-        ]
+        s3.client().create_bucket(Bucket=bucket)
+        url = create_database(self.postgres, name)
+        self.made.append((name, bucket))
+        target = S3Target(s3.endpoint_url, s3.access_key, s3.secret_key, bucket, s3.region)
+        flags = cluster_flags(url, target)
         init = [sys.executable, "-m", "openkvs", "cluster", "init", *flags[2:]]
         subprocess.run(init, check=True, capture_output=True, timeout=60)
         return flags
 
     def drop(self) -> None:
-        import psycopg
+        from tests.services import drop_database
 
         for database, bucket in self.made:
-            with psycopg.connect(self.postgres.url(), autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            drop_database(self.postgres, database)
             self.seaweedfs.client().delete_bucket(Bucket=bucket)
 
 

@@ -304,23 +304,33 @@ def postgres_server() -> Iterator[PostgresServer]:
         cleanup()
 
 
-@pytest.fixture
-def database_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh, empty database on ``postgres_server`` for this test; dropped afterwards."""
+def create_database(server: PostgresServer, name: str) -> str:
+    """A new, empty database on ``server``; its URL."""
     import psycopg
     from psycopg import sql
 
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return server.url(name)
+
+
+def drop_database(server: PostgresServer, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def database_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database on ``postgres_server`` for this test; dropped afterwards."""
     label = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:36].strip("_")
     name = f"t_{label}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield postgres_server.url(name)
+        yield create_database(postgres_server, name)
     finally:
-        with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        drop_database(postgres_server, name)
 
 
 # --- SeaweedFS (S3) -----------------------------------------------------------------------
@@ -356,6 +366,16 @@ def s3_client(
         aws_secret_access_key=secret_key,
         config=Config(**options),
     )
+
+
+def cluster_flags(database_url: str, bucket: S3Target) -> list[str]:
+    """The ``openkvs serve`` flags of a cluster node on this database and bucket (``cluster
+    init`` takes them without the first two)."""
+    return [
+        "--store", "postgres", "--database-url", database_url,
+        "--s3-endpoint-url", bucket.endpoint_url, "--s3-bucket", bucket.bucket,
+        "--s3-access-key-id", bucket.access_key, "--s3-secret-access-key", bucket.secret_key,
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from tests.conftest import ServerProcess
 from tests.kvs import LiveReader, get_media, numbers, put
 from tests.media import ffmpeg_command, ffmpeg_mkv, probe_frames
 from tests.producer import put_media
-from tests.services import free_ports
-from tests.test_cluster_store import cluster_flags, openkvs
+from tests.services import cluster_flags, free_ports
+from tests.test_cluster_store import openkvs
 from tests.test_health import probe
 from tests.test_media_e2e import probe_frames_of_chunks
 from tests.test_producer import stored_frames

@@ -12,14 +12,7 @@ from typing import Any
 from openkvs.server.store.cluster.schema import VERSION
 from tests.archive import load, packets, relative
 from tests.kvs import get_media, numbers
-
-
-def cluster_flags(database_url: str, bucket: Any) -> list[str]:
-    return [
-        "--store", "postgres", "--database-url", database_url,
-        "--s3-endpoint-url", bucket.endpoint_url, "--s3-bucket", bucket.bucket,
-        "--s3-access-key-id", bucket.access_key, "--s3-secret-access-key", bucket.secret_key,
-    ]
+from tests.services import cluster_flags
 
 
 def openkvs(*args: str) -> subprocess.CompletedProcess[str]:

@@ -8,8 +8,8 @@ race-free. With a store other nodes share, a request first re-reads the record o
 the stream it names, and the store's own checks (unique names, versions compared
 in a transaction) settle races between nodes. Request bodies are checked against
 botocore's model before a handler runs (``openkvs.server.validate``), so handlers
-only enforce what the model cannot say: service limits, versions, existence. JSON ``null`` means absent, hence the
-``body.get(...) or default`` idiom.
+only enforce what the model cannot say: service limits, versions, existence. JSON
+``null`` means absent, hence the ``body.get(...) or default`` idiom.
 """
 
 from __future__ import annotations

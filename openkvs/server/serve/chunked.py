@@ -94,7 +94,8 @@ class ChunkedBody:
             return
         self._check_open()
         write = self.transport.write
-        run, run_bytes = [b"%x\r\n" % size], 0
+        head = b"%x\r\n" % size
+        run, run_bytes = [head], 0
         for part in parts:
             if len(part) >= COALESCE:
                 write(b"".join(run))
@@ -108,7 +109,7 @@ class ChunkedBody:
                 run, run_bytes = [], 0
         run.append(b"\r\n")
         write(b"".join(run))
-        self.counted(size + len(b"%x" % size) + 4)
+        self.counted(len(head) + size + 2)
         await self._drain()
 
     def _check_open(self) -> None:
