@@ -68,3 +68,13 @@ def test_serve_runs_with_the_file(make_server, tmp_path: Path) -> None:
     server = make_server("--config", str(file))
     arn = server.client().create_stream(StreamName="cfg")["StreamARN"]
     assert arn.startswith("arn:aws:kinesisvideo:eu-west-1:999999999999:stream/cfg/")
+
+
+def test_a_password_in_the_database_urls_query_is_masked_too(tmp_path: Path) -> None:
+    file = tmp_path / "openkvs.toml"
+    file.write_text('database_url = "postgresql://kvs@db:5432/kvs?sslmode=require&password=hunter2"\n')
+    shown = openkvs("config", "show", "--config", str(file))
+    assert shown.returncode == 0 and "hunter2" not in shown.stdout
+    assert setting(shown.stdout, "database_url") == (
+        '"postgresql://kvs@db:5432/kvs?sslmode=require&password=********"'
+    )

@@ -52,3 +52,16 @@ def test_ready_turns_false_while_the_data_dir_is_unwritable(make_server, tiny_di
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(tiny_disk)], check=True)
     assert probe(server, "/ready") == (200, {"status": "ready"})
+
+
+def test_the_start_up_line_of_a_cluster_node_names_its_database_without_its_password() -> None:
+    from openkvs.server.app import summary
+    from openkvs.server.config import Config
+
+    config = Config(
+        store="postgres", database_url="postgresql://kvs:hunter2@db:5432/kvs?password=hunter2",
+        s3_endpoint_url="http://s3:8333", s3_bucket="video", node_url="http://node1:8080",
+    )
+    line = summary(config)
+    assert line["cluster"] == "postgresql://kvs:********@db:5432/kvs?password=********"
+    assert line["bucket"] == "http://s3:8333/video" and line["url"] == "http://node1:8080"

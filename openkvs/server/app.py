@@ -10,14 +10,13 @@ import dataclasses
 import logging
 import os
 import signal
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from openkvs.server.archive import routes as archive_routes
 from openkvs.server.archive.service import Archive
 from openkvs.server.auth import auth_middleware, load_keys, server_tls_context
-from openkvs.server.config import Config
+from openkvs.server.config import Config, masked_url
 from openkvs.server.control.plane import ControlPlane
 from openkvs.server.errors import AwsError, InternalFailure, UnknownOperationException
 from openkvs.server.http import BODY_TIMEOUT, error_response, json_response, read_json
@@ -149,9 +148,8 @@ def summary(config: Config) -> dict[str, str]:
     is, whether requests must be signed."""
     url = config.base_url()
     if config.store == "postgres":
-        database = urlsplit(config.database_url or "")
         where = {
-            "cluster": f"postgresql://{database.hostname}:{database.port or 5432}{database.path}",
+            "cluster": masked_url(config.database_url or ""),
             "bucket": f"{config.s3_endpoint_url}/{config.s3_bucket}",
         }
     else:

@@ -143,7 +143,7 @@ def shown(config: Config) -> str:
         if f.name in SECRETS or (f.name == "credentials" and value.lstrip().startswith("{")):
             value = MASK
         elif f.name == "database_url":
-            value = _without_password(value)
+            value = masked_url(value)
         if isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, str):
@@ -154,9 +154,15 @@ def shown(config: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _without_password(url: str) -> str:
+def masked_url(url: str) -> str:
+    """A database URL fit to print: its password, in the user part or in the query
+    (libpq takes both), masked."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:{MASK}@{host}"))
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username}:{MASK}@{host}")
+    query = [
+        f"{key}={MASK}" if key == "password" else f"{key}={value}"
+        for key, _, value in (item.partition("=") for item in parts.query.split("&") if item)
+    ]
+    return urlunsplit(parts._replace(query="&".join(query)))
