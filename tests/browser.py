@@ -85,6 +85,14 @@ def missing() -> str | None:
     return None
 
 
+def artifacts(name: str) -> Path:
+    """A folder for a test's screenshots that outlives the run: ``$OPENKVS_TEST_ARTIFACTS``
+    (CI can keep it), else ``test-artifacts/`` at the repo root."""
+    path = Path(os.environ.get("OPENKVS_TEST_ARTIFACTS") or ROOT / "test-artifacts") / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def require_browser() -> None:
     """Skip the calling test, saying why, when Chromium, node_modules or playwright is missing."""
     reason = missing()

@@ -28,6 +28,7 @@ SERVER_LAYERS = [
     ("openkvs.server.ingest", "openkvs.server.serve", "openkvs.server.archive",
      "openkvs.server.observe"),
     ("openkvs.server.auth",),
+    ("openkvs.server.console",),
     ("openkvs.server.app",),
 ]
 # Sans-I/O cores: bytes (and now_ms) in, events or bytes out.

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import fields
 
 from openkvs import __version__, logs
-from openkvs.server.config import Config
+from openkvs.server.config import Config, setting_type
 
 STORE_FLAGS = {
     "store": "where streams and fragments live: embedded (--data-dir) or postgres (a cluster)",
@@ -58,6 +58,8 @@ _FLAGS = {
     "access_rules": "JSON file of per-key read/write/admin stream-name prefixes",
     "tls_cert": "PEM certificate (chain) to serve HTTPS with",
     "tls_key": "PEM private key for --tls-cert",
+    "metrics_host": "address to serve GET /metrics on with --metrics-port (default: --host)",
+    "metrics_port": "serve GET /metrics on this port instead of the API's (0: any free one)",
     "retention_unit_s": "seconds one DataRetentionInHours hour lasts (for tests only)",
     **STORE_FLAGS,
 }
@@ -74,6 +76,7 @@ SWITCHES = {  # flag: (Config field, whether the flag turns it off, help)
         "without it a player asks per session with LowLatency=1 on the master URL",
     ),
     "--insecure": ("insecure", False, "serve a non-loopback address without credentials"),
+    "--no-console": ("console", True, "do not serve the web console at /console/"),
     "--no-metrics": ("metrics", True, "do not serve GET /metrics (Prometheus text format)"),
     "--no-metrics-per-stream": (
         "metrics_per_stream", True, "metrics in totals only, no series per stream"
@@ -86,7 +89,7 @@ def _env_default(name: str, default: object, file: dict[str, object]) -> object:
     raw = os.environ.get("OPENKVS_" + name.upper())
     if raw is None:
         return file.get(name, default)
-    convert: Callable[[str], object] = type(default) if default is not None else str
+    convert: Callable[[str], object] = setting_type(name)
     return convert(raw)
 
 
@@ -100,10 +103,9 @@ def _config_flags(
         if f.name not in names:
             continue
         default = getattr(defaults, f.name)
-        kind = type(default) if default is not None else str
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
-            type=kind,
+            type=setting_type(f.name),
             default=_env_default(f.name, default, file),
             help=f"{names[f.name]} (env OPENKVS_{f.name.upper()}; default {default})",
         )

@@ -10,13 +10,16 @@ import dataclasses
 import logging
 import os
 import signal
+import ssl
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from openkvs.server.archive import routes as archive_routes
 from openkvs.server.archive.service import Archive
-from openkvs.server.auth import auth_middleware, load_keys, server_tls_context
-from openkvs.server.config import Config, masked_url
+from openkvs.server.auth import gate_for, load_keys, server_tls_context
+from openkvs.server.config import Config, ConfigError, masked_url
+from openkvs.server.console.routes import add_routes as add_console
 from openkvs.server.control.plane import ControlPlane
 from openkvs.server.errors import AwsError, InternalFailure, UnknownOperationException
 from openkvs.server.http import BODY_TIMEOUT, error_response, json_response, read_json
@@ -39,6 +42,8 @@ CONTROL = web.AppKey("control", ControlPlane)
 RUNTIMES = web.AppKey("runtimes", Runtimes)
 ARCHIVE = web.AppKey("archive", Archive)
 FORWARDER = web.AppKey("forwarder", Forwarder)
+METRICS_PAGE: web.AppKey[Handler] = web.AppKey("metrics_page")
+"""With --metrics-port: the /metrics handler, for the listener ``serve_metrics`` starts."""
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -72,9 +77,8 @@ async def session_resource(request: web.Request) -> web.StreamResponse:
 
 
 def build_app(config: Config, store: Store) -> web.Application:
-    app = web.Application(
-        client_max_size=1 << 20, middlewares=[auth_middleware(config, os.environ)]
-    )
+    gate = gate_for(config, os.environ)
+    app = web.Application(client_max_size=1 << 20, middlewares=[gate.middleware()])
     ownership = default_ownership(config, store)
     control = ControlPlane(store, config, ownership=ownership)
     runtimes = Runtimes(store, config)
@@ -112,8 +116,18 @@ def build_app(config: Config, store: Store) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready(store))
     if config.metrics:
-        page = metrics_page(runtimes.metrics, config, lambda: len(control.all_streams()))
-        app.router.add_get("/metrics", page)
+        page = metrics_page(
+            runtimes.metrics,
+            config,
+            lambda: len(control.all_streams()),
+            archive.sessions.open_by_kind,
+        )
+        if config.metrics_port is None:
+            app.router.add_get("/metrics", page)
+        else:
+            app[METRICS_PAGE] = page
+    if config.console:
+        add_console(app, gate, runtimes.metrics)
     app.router.add_post("/{op}", dispatch)
     for prefix in archive_routes.SESSION_PREFIXES:
         app.router.add_get(prefix + "{resource}", session_resource)
@@ -158,7 +172,8 @@ def summary(config: Config) -> dict[str, str]:
     return {
         "url": url,
         **where,
-        "metrics": f"{url}/metrics" if config.metrics else "off",
+        "console": f"{url}/console/" if config.console else "off",
+        "metrics": config.metrics_url() or "off",
         "health": f"{url}/health, {url}/ready",
         "auth": "SigV4" if signed else "off",
     }
@@ -184,15 +199,47 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     site = web.TCPSite(runner, config.host, config.port, reuse_address=True, ssl_context=tls)
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else config.port  # --port 0: the one given
-    log.warning("openkvs listening", extra=summary(dataclasses.replace(config, port=bound)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    if ready is not None:
-        ready.set()
+    metrics_runner = None
     try:
+        metrics_runner = await serve_metrics(app, config, tls)
+        metrics_port = metrics_runner.addresses[0][1] if metrics_runner else config.metrics_port
+        bound_config = dataclasses.replace(config, port=bound, metrics_port=metrics_port)
+        log.warning("openkvs listening", extra=summary(bound_config))
+        if ready is not None:
+            ready.set()
         await stop.wait()
     finally:
         log.warning("openkvs shutting down")
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await runner.cleanup()
+
+
+async def serve_metrics(
+    app: web.Application, config: Config, tls: ssl.SSLContext | None
+) -> web.AppRunner | None:
+    """With --metrics-port, GET /metrics on a listener of its own (on a network Prometheus
+    reaches and API clients need not), with the API's TLS; None without it."""
+    page = app.get(METRICS_PAGE)
+    if page is None or config.metrics_port is None:
+        return None
+    metrics_app = web.Application()
+    metrics_app.router.add_get("/metrics", page)
+    runner = web.AppRunner(metrics_app, handle_signals=False, access_log=None)
+    await runner.setup()
+    host = config.metrics_host or config.host
+    try:
+        await web.TCPSite(
+            runner, host, config.metrics_port, reuse_address=True, ssl_context=tls
+        ).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(
+            f"cannot serve metrics on {host}:{config.metrics_port}: {exc.strerror}. "
+            "Pick another --metrics-port or stop what is using it."
+        ) from None
+    return runner

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, fields
-from typing import Any
+from types import NoneType
+from typing import Any, get_args, get_type_hints
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -74,6 +75,11 @@ class Config:
     # GET /metrics (Prometheus); per-stream series for at most 1,000 streams
     metrics: bool = True
     metrics_per_stream: bool = True
+    # GET /metrics on its own address instead of the API's (metrics_host: default host)
+    metrics_host: str | None = None
+    metrics_port: int | None = None
+    # the web console at /console/, behind the same keys as the API
+    console: bool = True
     # authentication and transport (openkvs.server.auth)
     credentials: str | None = None
     access_rules: str | None = None
@@ -84,11 +90,23 @@ class Config:
     def base_url(self) -> str:
         if self.node_url or self.public_url:
             return (self.node_url or self.public_url or "").rstrip("/")
-        host = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        return self.listen_url(self.host, self.port)
+
+    def metrics_url(self) -> str | None:
+        """Where GET /metrics is served, None if it is not."""
+        if not self.metrics:
+            return None
+        if self.metrics_port is None:
+            return self.base_url() + "/metrics"
+        return self.listen_url(self.metrics_host or self.host, self.metrics_port) + "/metrics"
+
+    def listen_url(self, host: str, port: int) -> str:
+        """The URL of this server's listener on ``host``:``port`` (a wildcard: loopback)."""
+        host = host if host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
         scheme = "https" if self.tls_cert else "http"
-        return f"{scheme}://{host}:{self.port}"
+        return f"{scheme}://{host}:{port}"
 
     def check_store(self) -> None:
         """ConfigError unless the storage settings go together."""
@@ -101,6 +119,12 @@ class Config:
                 raise ConfigError(
                     f"--store postgres needs {flags} (or OPENKVS_{missing[0].upper()} and the like)"
                 )
+
+
+def setting_type(name: str) -> type:
+    """The type of setting ``name``'s values: ``int`` for ``metrics_port: int | None``."""
+    hint = get_type_hints(Config)[name]
+    return next((t for t in get_args(hint) if t is not NoneType), hint)
 
 
 SECRETS = ("s3_secret_access_key",)
@@ -117,15 +141,13 @@ def read_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    defaults = Config()
     known = {f.name for f in fields(Config)}
     for key, value in values.items():
         if key not in known:
             raise ConfigError(
                 f"unknown key {key!r} in {path}; `openkvs config show` lists the settings"
             )
-        default = getattr(defaults, key)
-        kind = type(default) if default is not None else str
+        kind = setting_type(key)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             values[key] = float(value)
         elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):

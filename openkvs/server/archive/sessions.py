@@ -86,6 +86,14 @@ class Sessions:
         for token in [t for t, s in self._live.items() if s.stream_key == stream_key]:
             self._end(token, "revoked: the stream was deleted")
 
+    def open_by_kind(self) -> dict[str, int]:
+        """How many sessions are open now, by protocol ("hls", "dash"; for metrics)."""
+        self._expire()
+        counts = {"hls": 0, "dash": 0}
+        for session in self._live.values():
+            counts[session.kind.lower()] += 1
+        return counts
+
     def _expire(self) -> None:
         now = self.clock()
         for token in [t for t, s in self._live.items() if s.expires_at <= now]:

@@ -1,7 +1,7 @@
 """Authentication and transport: SigV4 on every request, optional access rules, TLS."""
 
 from openkvs.server.auth.keys import AuthConfigError, load_keys, parse_keys
-from openkvs.server.auth.middleware import auth_middleware, is_loopback
+from openkvs.server.auth.middleware import Gate, gate_for, is_loopback
 from openkvs.server.auth.rules import AccessRules, load_rules, parse_rules
 from openkvs.server.auth.sigv4 import Received, Secret, verify
 from openkvs.server.auth.tls import server_tls_context
@@ -11,7 +11,8 @@ __all__ = [
     "AuthConfigError",
     "Received",
     "Secret",
-    "auth_middleware",
+    "Gate",
+    "gate_for",
     "is_loopback",
     "load_keys",
     "load_rules",

@@ -23,6 +23,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from openkvs.server.auth.keys import AuthConfigError, load_keys
 from openkvs.server.auth.rules import AccessRules, Operation, load_rules, operations
+from openkvs.server.auth.sessions import COOKIE, HEADER, ConsoleSessions
 from openkvs.server.auth.sigv4 import (
     EMPTY_SHA256,
     UNSIGNED_PAYLOAD,
@@ -64,8 +65,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def auth_middleware(config: Config, environ: Mapping[str, str]) -> Middleware:
-    """The middleware ``config`` asks for; AuthConfigError if the server must not start so."""
+def gate_for(config: Config, environ: Mapping[str, str]) -> Gate:
+    """The gate ``config`` asks for; AuthConfigError if the server must not start so."""
     keys = load_keys(config.credentials, environ)
     rules = load_rules(config.access_rules) if config.access_rules else None
     if not keys:
@@ -87,7 +88,7 @@ def auth_middleware(config: Config, environ: Mapping[str, str]) -> Middleware:
         )
     else:
         log.info("SigV4 authentication on", extra={"keys": len(keys), "rules": rules is not None})
-    return Gate(keys, rules, ops=operations() if rules else {}).middleware()
+    return Gate(keys, rules, ops=operations() if rules else {})
 
 
 @dataclass
@@ -98,6 +99,15 @@ class Gate:
     rules: AccessRules | None = None
     clock: Callable[[], float] = time.time
     ops: dict[str, Operation] = field(default_factory=dict)  # path -> operation, for the rules
+    sessions: ConsoleSessions = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sessions = ConsoleSessions(self.keys)
+
+    @property
+    def signed(self) -> bool:
+        """Whether requests must prove a key (False: development mode)."""
+        return bool(self.keys)
 
     def middleware(self) -> Middleware:
         @web.middleware
@@ -119,19 +129,35 @@ class Gate:
 
     async def admit(self, request: web.Request) -> str | None:
         """The verified access key (None in development mode); raises the refusal."""
-        if not self.keys or _session_resource(request) or _probe(request):
+        if not self.keys or _session_resource(request) or _probe(request) or _console(request):
             return None
         op = request.match_info.get("op", "")
         received = Received(request.method, request.raw_path, list(request.headers.items()), "")
-        if not has_auth(received):
-            raise MissingAuthenticationTokenException("Missing Authentication Token")
+        if has_auth(received):
+            access_key = await self._verify(request, op, received)
+        else:
+            session_key = self.console_key(request)
+            if session_key is None:
+                raise MissingAuthenticationTokenException("Missing Authentication Token")
+            access_key = session_key
+            if op != PUT_MEDIA:
+                request[RAW_BODY] = await read_body(request, MAX_BODY)
+        if self.rules is not None:
+            operation = self.ops.get(op) or Operation(op, NotAuthorizedException)
+            self.rules.check(access_key, operation, _stream_name(request, op))
+        return access_key
+
+    def console_key(self, request: web.Request) -> str | None:
+        """The key of the console session the request carries (cookie and header both)."""
+        if request.headers.get(HEADER) != "1":
+            return None
+        return self.sessions.access_key(request.cookies.get(COOKIE))
+
+    async def _verify(self, request: web.Request, op: str, received: Received) -> str:
         received = replace(received, payload_hash=await self._payload_hash(request, op))
         secret = verify(received, self.keys.get, self.clock())
         if is_presigned(received) and not request.get(RAW_BODY, b"").strip():
             _body_from_query(request, received)
-        if self.rules is not None:
-            operation = self.ops.get(op) or Operation(op, NotAuthorizedException)
-            self.rules.check(secret.access_key, operation, _stream_name(request, op))
         return secret.access_key
 
     async def _payload_hash(self, request: web.Request, op: str) -> str:
@@ -149,11 +175,17 @@ class Gate:
 
 
 SESSION_PREFIXES = ("/hls/v1/", "/dash/v1/")
+CONSOLE = "/console"
 
 
 def _probe(request: web.Request) -> bool:
     """Health checks: a load balancer has no keys."""
     return request.method in ("GET", "HEAD") and request.path in PROBE_PATHS
+
+
+def _console(request: web.Request) -> bool:
+    """The console's pages and login: they check sessions themselves."""
+    return request.path == CONSOLE or request.path.startswith(CONSOLE + "/")
 
 
 def _session_resource(request: web.Request) -> bool:

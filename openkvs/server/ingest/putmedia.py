@@ -126,7 +126,9 @@ class PutMedia:
             except StoreError as exc:  # deleted, or the store is away (the producer retries)
                 gone = isinstance(exc, StreamNotFound)
                 if not gone:
-                    log.error("claim failed", extra={"stream": runtime.info.name, "error": str(exc)})
+                    log.error(
+                        "claim failed", extra={"stream": runtime.info.name, "error": str(exc)}
+                    )
                 error = error_ids.STREAM_NOT_ACTIVE if gone else error_ids.PERSIST_FAILED
                 await self.send(self.table.refused(error, None, None))
                 return
@@ -271,6 +273,7 @@ class PutMedia:
             stream = self.metrics.stream(self.runtime.info.name)
             self.metrics.fragments_in.labels(stream).inc()
             self.metrics.bytes_in.labels(stream).inc(fragment.meta.size)
+            self.metrics.last_fragment.labels(stream).set_to_current_time()
             if self.runtime.persistent:
                 self.unsettled[fragment.meta.seq] = fragment
                 self.unsettled_bytes += fragment.meta.size

@@ -132,7 +132,10 @@ async def get_media(
     response = chunks_response(request)
     metrics = runtimes.metrics
     counter = metrics.bytes_out.labels(metrics.stream(info.name))
-    with stream.reader(config.getmedia_max_connections), metrics.getmedia_sessions.track_inprogress():
+    with (
+        stream.reader(config.getmedia_max_connections),
+        metrics.getmedia_sessions.track_inprogress(),
+    ):
         try:
             chunks = await begin_chunks(
                 request, response, config.getmedia_idle_timeout_s, counter.inc
@@ -163,11 +166,25 @@ class Read:
     def __init__(
         self, runtimes: Runtimes, stream: StreamRuntime, body: ChunkedBody, seq: int
     ) -> None:
-        config = runtimes.config
+        config, metrics = runtimes.config, runtimes.metrics
         self.runtimes, self.stream, self.body, self.seq = runtimes, stream, body, seq
         self.pacer = Pacer(config.getmedia_max_bytes_per_second if config.rate_limits else 0)
-        self.live = LiveFollower(body, self.pacer, config.getmedia_idle_timeout_s)
+        self.live = LiveFollower(body, self.pacer, config.getmedia_idle_timeout_s, self.delivered)
         self.due: FragmentNumber | str = "0"  # the fragment a failure is reported for
+        label = metrics.stream(stream.info.name)
+        self.fragments, self.lag = metrics.fragments_out.labels(label), metrics.getmedia_lag
+        self.live_readers, self.at_edge = metrics.live_readers.labels(label), False
+
+    def delivered(self, millis_behind_now: int) -> None:
+        """A fragment's chunk went out whole (metrics)."""
+        self.fragments.inc()
+        self.lag.observe(max(0, millis_behind_now) / 1000)
+
+    def edge(self, at_edge: bool) -> None:
+        """Whether the read is at the live edge now or catching up (a gauge counts the former)."""
+        if at_edge != self.at_edge:
+            self.at_edge = at_edge
+            self.live_readers.inc(1 if at_edge else -1)
 
     async def run(self) -> None:
         failed, gone = False, None
@@ -182,6 +199,7 @@ class Read:
                 failed = True
             finally:
                 ahead.close()
+                self.edge(False)
         if gone is not None:
             raise gone
         if failed:
@@ -219,6 +237,7 @@ class Read:
             elif isinstance(step, Forward) and growing is not None:
                 await self.forward(growing, 0)
             else:
+                self.edge(True)
                 await live.follow_from(stream, self.seq, None, 0)
                 self.seq = live.seq
 
@@ -228,14 +247,18 @@ class Read:
         if not isinstance(outcome, Fragment):  # Missing or Corrupt: the read goes on
             await self.body.send(not_found_chunk(meta.number))
             return
-        await self.body.send(*outcome.chunk(now_ms()))
+        now = now_ms()
+        self.edge(False)
+        await self.body.send(*outcome.chunk(now))
+        self.delivered(now - meta.server_ms)
         await self.pacer.spend(meta.size)
         self.live.reset_idle()
 
     async def forward(self, growing: GrowingFragment, sent: int) -> None:
         """The growing fragment from piece ``sent`` on, then follow the stream."""
         self.due = growing.number
-        now_sent = await send_growing(self.body, growing, sent, self.pacer)
+        self.edge(True)
+        now_sent = await send_growing(self.body, growing, sent, self.pacer, self.delivered)
         if now_sent is None:
             self.live.growing, self.seq = None, growing.seq + 1
             self.live.reset_idle()

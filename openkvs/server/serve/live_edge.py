@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from openkvs.clock import now_ms
 from openkvs.server.runtime.limits import Pacer
@@ -18,6 +19,9 @@ from openkvs.server.runtime.stream import GrowingFragment, StreamRuntime
 from openkvs.server.serve.chunked import ChunkedBody, frame
 from openkvs.server.serve.reader import Live, live_step
 from openkvs.wire.chunk import chunk_head, chunk_tail
+
+Delivered = Callable[[int], None]
+"""Told, as each fragment's chunk goes out whole, how many ms behind now its tail says."""
 
 
 def wire_pieces(growing: GrowingFragment) -> list[bytes]:
@@ -38,6 +42,12 @@ def wire_tail(growing: GrowingFragment) -> bytes:
     if growing.tail is None or growing.tail[0] != now:
         growing.tail = (now, frame(chunk_tail(growing.number, growing.server_ms, now)))
     return growing.tail[1]
+
+
+def millis_behind(growing: GrowingFragment) -> int:
+    """What the tail last built for ``growing`` says (MILLIS_BEHIND_NOW)."""
+    assert growing.tail is not None
+    return growing.tail[0] - growing.server_ms
 
 
 def wire_due(growing: GrowingFragment, sent: int) -> bytes:
@@ -66,7 +76,7 @@ class NotStored(ConnectionError):
 
 
 async def send_growing(
-    body: ChunkedBody, growing: GrowingFragment, sent: int, pacer: Pacer
+    body: ChunkedBody, growing: GrowingFragment, sent: int, pacer: Pacer, delivered: Delivered
 ) -> int | None:
     """Send ``growing``'s pieces from ``sent`` on, as far as they exist now; how many are sent.
 
@@ -86,6 +96,7 @@ async def send_growing(
             sent += 1
         elif growing.complete:
             await body.send_framed(wire_tail(growing))
+            delivered(millis_behind(growing))
             return None
         else:
             return sent
@@ -103,9 +114,12 @@ class LiveFollower:
     ``sent`` then say where the task carries on.
     """
 
-    def __init__(self, body: ChunkedBody, pacer: Pacer, idle_s: float) -> None:
+    def __init__(
+        self, body: ChunkedBody, pacer: Pacer, idle_s: float, delivered: Delivered
+    ) -> None:
         self.body = body
         self.pacer = pacer
+        self.delivered = delivered
         self.idle_s = idle_s
         self.idle_until = time.monotonic() + idle_s
         self.seq = 0
@@ -162,6 +176,7 @@ class LiveFollower:
             self.sent = len(growing.wire)
             if not growing.complete:
                 return True
+            self.delivered(millis_behind(growing))
             self.growing, self.seq = None, growing.seq + 1
             self.reset_idle()
 

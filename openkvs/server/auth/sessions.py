@@ -1,0 +1,82 @@
+"""Console sessions: a cookie issued for a valid access key, so a browser need not sign.
+
+A person logs in to the web console once with an access key and its secret; the server
+checks them against the same keys SigV4 uses and hands back a token in an ``HttpOnly;
+SameSite=Strict`` cookie. The gate then treats a request that carries the cookie and the
+console's own header as signed by that key: the access rules apply to it exactly as to a
+signed request. The header is what a page on another site cannot send without a CORS
+preflight, which OpenKVS never grants.
+
+The token is ``key.expires.nonce.mac``, the MAC an HMAC-SHA256 under the key's own
+secret, so every node of a cluster (same credentials) accepts it without shared state,
+it survives a restart, and rotating the key ends its sessions. Logging out revokes the
+token on the node that was asked (the browser drops the cookie everywhere).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Mapping
+
+from openkvs.server.auth.sigv4 import Secret
+
+COOKIE = "openkvs_console"
+HEADER = "X-OpenKVS-Console"
+LIFETIME_S = 12 * 3600
+MAX_REVOKED = 10_000  # the soonest to expire go first: a flood of logouts cannot grow memory
+
+
+class ConsoleSessions:
+    """Issues and checks console tokens for ``keys``, each valid ``lifetime_s``."""
+
+    def __init__(
+        self,
+        keys: Mapping[str, Secret],
+        lifetime_s: int = LIFETIME_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keys, self.lifetime_s, self.clock = keys, lifetime_s, clock
+        self._revoked: dict[str, int] = {}  # token -> its expiry
+
+    def login(self, access_key: str, secret: str) -> str | None:
+        """A new token if ``secret`` is ``access_key``'s, else None."""
+        known = self.keys.get(access_key)
+        if known is None or not hmac.compare_digest(known.secret_key.encode(), secret.encode()):
+            return None
+        expires = int(self.clock()) + self.lifetime_s
+        body = f"{access_key}.{expires}.{secrets.token_urlsafe(12)}"
+        return f"{body}.{_mac(known, body)}"
+
+    def access_key(self, token: str | None) -> str | None:
+        """The key ``token`` was issued for, while it lasts."""
+        if not token or token in self._revoked:
+            return None
+        body, _, mac = token.rpartition(".")
+        parts = body.rsplit(".", 2)
+        if len(parts) != 3:
+            return None
+        access_key, expires, _ = parts
+        known = self.keys.get(access_key)
+        if known is None or not hmac.compare_digest(mac, _mac(known, body)):
+            return None
+        if not expires.isdigit() or int(expires) <= self.clock():
+            return None
+        return access_key
+
+    def logout(self, token: str | None) -> None:
+        if token is None or self.access_key(token) is None:
+            return
+        self._revoked[token] = int(token.rsplit(".", 3)[1])
+        if len(self._revoked) > MAX_REVOKED:
+            now = self.clock()
+            self._revoked = {t: e for t, e in self._revoked.items() if e > now}
+            while len(self._revoked) > MAX_REVOKED:
+                del self._revoked[min(self._revoked, key=self._revoked.__getitem__)]
+
+
+def _mac(key: Secret, body: str) -> str:
+    message = f"openkvs-console\n{body}".encode()
+    return hmac.new(key.secret_key.encode(), message, hashlib.sha256).hexdigest()
