@@ -127,7 +127,7 @@ def build_app(config: Config, store: Store) -> web.Application:
         else:
             app[METRICS_PAGE] = page
     if config.console:
-        add_console(app, gate, runtimes.metrics)
+        add_console(app, gate, runtimes.metrics, config.base_url().startswith("https:"))
     app.router.add_post("/{op}", dispatch)
     for prefix in archive_routes.SESSION_PREFIXES:
         app.router.add_get(prefix + "{resource}", session_resource)

@@ -65,7 +65,8 @@ class Metrics:
         )
         self.getmedia_lag = Histogram(
             "openkvs_getmedia_lag_seconds",
-            "How far behind now each fragment GetMedia sent was (its MILLIS_BEHIND_NOW).",
+            "Now minus the server timestamp (the start) of each fragment GetMedia sent, as"
+            " its MILLIS_BEHIND_NOW says: about a fragment's length for a live reader.",
             buckets=LAG_BUCKETS,
             registry=registry,
         )

@@ -184,8 +184,11 @@ def _probe(request: web.Request) -> bool:
 
 
 def _console(request: web.Request) -> bool:
-    """The console's pages and login: they check sessions themselves."""
-    return request.path == CONSOLE or request.path.startswith(CONSOLE + "/")
+    """The console's own routes (its page and login): they check sessions themselves. By
+    route, not by path, so that no other handler is reached under a look-alike path."""
+    route = request.match_info.route.resource
+    path = route.canonical if route is not None else ""
+    return path == CONSOLE or path.startswith(CONSOLE + "/")
 
 
 def _session_resource(request: web.Request) -> bool:

@@ -7,7 +7,7 @@ console's own header as signed by that key: the access rules apply to it exactly
 signed request. The header is what a page on another site cannot send without a CORS
 preflight, which OpenKVS never grants.
 
-The token is ``key.expires.nonce.mac``, the MAC an HMAC-SHA256 under the key's own
+The token is ``key.issued.nonce.mac``, the MAC an HMAC-SHA256 under the key's own
 secret, so every node of a cluster (same credentials) accepts it without shared state,
 it survives a restart, and rotating the key ends its sessions. Logging out revokes the
 token on the node that was asked (the browser drops the cookie everywhere).
@@ -26,7 +26,8 @@ from openkvs.server.auth.sigv4 import Secret
 COOKIE = "openkvs_console"
 HEADER = "X-OpenKVS-Console"
 LIFETIME_S = 12 * 3600
-MAX_REVOKED = 10_000  # the soonest to expire go first: a flood of logouts cannot grow memory
+MAX_REVOKED = 10_000  # past this, every session of this node ends: memory stays bounded
+UNKNOWN = secrets.token_hex(20)  # compared against when the key is unknown
 
 
 class ConsoleSessions:
@@ -40,43 +41,53 @@ class ConsoleSessions:
     ) -> None:
         self.keys, self.lifetime_s, self.clock = keys, lifetime_s, clock
         self._revoked: dict[str, int] = {}  # token -> its expiry
+        self._not_before = 0  # tokens issued earlier are void (revocations overflowed)
 
     def login(self, access_key: str, secret: str) -> str | None:
         """A new token if ``secret`` is ``access_key``'s, else None."""
         known = self.keys.get(access_key)
-        if known is None or not hmac.compare_digest(known.secret_key.encode(), secret.encode()):
-            return None
-        expires = int(self.clock()) + self.lifetime_s
-        body = f"{access_key}.{expires}.{secrets.token_urlsafe(12)}"
+        given = secret.encode(errors="surrogateescape")
+        expected = (known.secret_key if known else UNKNOWN).encode(errors="surrogateescape")
+        if not hmac.compare_digest(expected, given) or known is None or not _safe(access_key):
+            return None  # the same work for an unknown key as for a wrong secret
+        issued = int(self.clock())
+        body = f"{access_key}.{issued}.{secrets.token_urlsafe(12)}"
         return f"{body}.{_mac(known, body)}"
 
     def access_key(self, token: str | None) -> str | None:
         """The key ``token`` was issued for, while it lasts."""
-        if not token or token in self._revoked:
+        if not token or not token.isascii() or token in self._revoked:
             return None
         body, _, mac = token.rpartition(".")
         parts = body.rsplit(".", 2)
-        if len(parts) != 3:
+        if len(parts) != 3 or not parts[1].isdigit():
             return None
-        access_key, expires, _ = parts
+        access_key, issued = parts[0], int(parts[1])
         known = self.keys.get(access_key)
-        if known is None or not hmac.compare_digest(mac, _mac(known, body)):
+        if known is None or not hmac.compare_digest(mac.encode(), _mac(known, body).encode()):
             return None
-        if not expires.isdigit() or int(expires) <= self.clock():
+        if not self._not_before <= issued <= self.clock() < issued + self.lifetime_s:
             return None
         return access_key
 
     def logout(self, token: str | None) -> None:
         if token is None or self.access_key(token) is None:
             return
-        self._revoked[token] = int(token.rsplit(".", 3)[1])
+        now = int(self.clock())
+        self._revoked[token] = int(token.rsplit(".", 3)[1]) + self.lifetime_s
         if len(self._revoked) > MAX_REVOKED:
-            now = self.clock()
-            self._revoked = {t: e for t, e in self._revoked.items() if e > now}
-            while len(self._revoked) > MAX_REVOKED:
-                del self._revoked[min(self._revoked, key=self._revoked.__getitem__)]
+            self._revoked = {t: end for t, end in self._revoked.items() if end > now}
+        if len(self._revoked) > MAX_REVOKED:  # never forget a live revocation: void them all
+            self._not_before, self._revoked = now + 1, {}
+
+
+def _safe(access_key: str) -> bool:
+    """A key id a cookie can carry as it is (AWS's are letters and digits)."""
+    return access_key.isascii() and all(c.isalnum() or c in "_-+/=:@" for c in access_key)
 
 
 def _mac(key: Secret, body: str) -> str:
     message = f"openkvs-console\n{body}".encode()
-    return hmac.new(key.secret_key.encode(), message, hashlib.sha256).hexdigest()
+    return hmac.new(
+        key.secret_key.encode(errors="surrogateescape"), message, hashlib.sha256
+    ).hexdigest()

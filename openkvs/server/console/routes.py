@@ -19,8 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from openkvs.server.auth import Gate
-from openkvs.server.auth.sessions import COOKIE, LIFETIME_S
-from openkvs.server.metrics import Metrics
+from openkvs.server.auth.sessions import COOKIE, HEADER, LIFETIME_S
+from openkvs.server.metrics import ALL, OTHER, Metrics
 
 ASSETS = Path(__file__).parent / "assets"
 FILES = {
@@ -41,6 +41,7 @@ STREAM_SERIES = {
     "openkvs_ingest_last_fragment_timestamp_seconds": "lastFragment",
     "openkvs_getmedia_live_readers": "liveReaders",
 }
+POOLED = (OTHER, ALL)  # labels that sum many streams
 MISSING_PLAYER = (
     "// hls.js is not installed in the console: run ./scripts/setup with npm on PATH "
     "(it copies node_modules/hls.js into openkvs/server/console/assets/vendor/).\n"
@@ -49,12 +50,12 @@ MISSING_PLAYER = (
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def add_routes(app: web.Application, gate: Gate, metrics: Metrics) -> None:
-    """Mount the console on ``app``."""
+def add_routes(app: web.Application, gate: Gate, metrics: Metrics, https: bool) -> None:
+    """Mount the console on ``app``; ``https``: its public URL is (a proxy may end TLS)."""
     router = app.router
     router.add_get("/console", _to_console)
     router.add_get("/console/api/session", session(gate))
-    router.add_post("/console/api/login", login(gate))
+    router.add_post("/console/api/login", login(gate, https))
     router.add_post("/console/api/logout", logout(gate))
     router.add_get("/console/api/stats", stats(gate, metrics))
     router.add_get("/console/{name:[a-z.]*}", asset)
@@ -90,8 +91,16 @@ def session(gate: Gate) -> Handler:
     return handler
 
 
-def login(gate: Gate) -> Handler:
+def _from_console(request: web.Request) -> bool:
+    """A request the page made: its header and JSON, which a form on another site cannot
+    send without a CORS preflight (never granted)."""
+    return request.headers.get(HEADER) == "1" and request.content_type == "application/json"
+
+
+def login(gate: Gate, https: bool) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
+        if not _from_console(request):
+            return _answer({"message": f"Log in from the console page ({HEADER} missing)."}, 403)
         if not gate.signed:
             return _answer({"auth": False, "user": None})
         try:
@@ -104,8 +113,13 @@ def login(gate: Gate) -> Handler:
             return _answer({"message": "That access key and secret do not match a key."}, 403)
         response = _answer({"auth": True, "user": key})
         response.set_cookie(
-            COOKIE, token, max_age=int(LIFETIME_S), path="/", httponly=True,
-            samesite="Strict", secure=request.secure,
+            COOKIE,
+            token,
+            max_age=int(LIFETIME_S),
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=https or request.secure,
         )
         return response
 
@@ -114,6 +128,8 @@ def login(gate: Gate) -> Handler:
 
 def logout(gate: Gate) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
+        if not _from_console(request):
+            return _answer({"message": f"Log out from the console page ({HEADER} missing)."}, 403)
         gate.sessions.logout(request.cookies.get(COOKIE))
         response = _answer({"auth": gate.signed, "user": None})
         response.del_cookie(COOKIE, path="/")
@@ -131,8 +147,10 @@ def stats(gate: Gate, metrics: Metrics) -> Handler:
             return _answer({"message": "Log in to the console first."}, 403)
         streams = per_stream(metrics)
         if key is not None and gate.rules is not None:  # only what ListStreams shows this key
-            visible = gate.rules.visible(key)
-            streams = {name: s for name, s in streams.items() if visible(name)}
+            visible = gate.rules.visible(key)  # and not the totals of others under _other/_all
+            streams = {
+                name: s for name, s in streams.items() if visible(name) and name not in POOLED
+            }
         return _answer({"now": time.time(), "perStream": metrics.per_stream, "streams": streams})
 
     return handler

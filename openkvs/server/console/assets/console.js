@@ -5,10 +5,13 @@
 const $ = (sel) => document.querySelector(sel);
 const POLL_MS = 2000;
 const THUMBNAILS = 8;
+const SESSION_S = 43200;  // the longest an HLS session may last
 const state = {
-  streams: [], selected: null, stats: {}, prevStats: null, rates: {},
+  streams: [], selected: null, stats: {}, prevStats: null, rates: {}, skew: 0,
   windowEnd: null, selectedTime: null, hls: null, timer: null, timelineAt: 0,
+  fragments: [], playing: 0, drawing: 0,
 };
+const now = () => Date.now() / 1000 + state.skew;  // the server's clock, as its stats said
 const TIMELINE_MS = 10000;  // how often a timeline that follows now reloads
 
 class ApiError extends Error {}
@@ -63,7 +66,7 @@ function bytes(n) {
 function clock(seconds) { return new Date(seconds * 1000).toLocaleTimeString(); }
 function ago(seconds) {
   if (!seconds) return "—";
-  const s = Math.max(0, Date.now() / 1000 - seconds);
+  const s = Math.max(0, now() - seconds);
   if (s < 60) return `${s.toFixed(0)} s ago`;
   if (s < 3600) return `${(s / 60).toFixed(0)} min ago`;
   return new Date(seconds * 1000).toLocaleString();
@@ -74,7 +77,10 @@ function showLogin() {
   $("#login-form").hidden = false;
   $("#console").hidden = true;
   $("#logout-button").hidden = true;
-  clearInterval(state.timer);
+  clearTimeout(state.timer);
+  state.timer = null;
+  unselect();
+  Object.assign(state, { streams: [], stats: {}, prevStats: null, rates: {} });
 }
 
 function showConsole(session) {
@@ -82,9 +88,13 @@ function showConsole(session) {
   $("#console").hidden = false;
   $("#logout-button").hidden = !session.auth;
   $("#user").textContent = session.auth ? session.user : "authentication off";
-  refresh();
-  clearInterval(state.timer);
-  state.timer = setInterval(refresh, POLL_MS);
+  if (state.timer === null) poll();
+}
+
+async function poll() {  // one refresh at a time, the next 2 s after this one ends
+  state.timer = 0;
+  await refresh();
+  if (!$("#console").hidden) state.timer = setTimeout(poll, POLL_MS);
 }
 
 async function start() {
@@ -106,7 +116,6 @@ $("#login-form").addEventListener("submit", (event) => {
 
 $("#logout-button").addEventListener("click", () => guard(async () => {
   await consoleApi("logout", {});
-  stopPlayer();
   showLogin();
 }));
 
@@ -124,6 +133,7 @@ async function listStreams() {
 
 function measureRates(stats) {
   const prev = state.prevStats;
+  state.skew = stats.now - Date.now() / 1000;
   if (prev) {
     const dt = stats.now - prev.now;
     for (const [name, s] of Object.entries(stats.streams)) {
@@ -140,6 +150,10 @@ async function refresh() {
     state.streams = streams;
     state.stats = stats.streams;
     measureRates(stats);
+    if (state.selected && !current()) {  // deleted, here or elsewhere
+      say(`${state.selected} is gone.`, true);
+      unselect();
+    }
     renderStreams();
     if (state.selected) renderDetail();
     if (state.selected && state.windowEnd === null && Date.now() - state.timelineAt > TIMELINE_MS) {
@@ -187,11 +201,21 @@ $("#create-form").addEventListener("submit", (event) => {
 // ---- one stream --------------------------------------------------------------------------
 function current() { return state.streams.find((s) => s.StreamName === state.selected); }
 
+function unselect() {
+  stopPlayer();
+  state.selected = null;
+  $("#stream-panel").hidden = true;
+}
+
 function select(name) {
   if (state.selected !== name) {
     stopPlayer();
     state.windowEnd = null;
     state.selectedTime = null;
+    state.fragments = [];
+    $("#clip-start").textContent = "that long ago";
+    $("#timeline").replaceChildren();
+    $("#thumbnails").replaceChildren();
   }
   state.selected = name;
   $("#stream-panel").hidden = false;
@@ -226,6 +250,7 @@ $("#retention-form").addEventListener("submit", (event) => {
   event.preventDefault();
   guard(async () => {
     const s = current();
+    if (!s) return;
     const wanted = Number($("#retention-input").value);
     const change = wanted - s.DataRetentionInHours;
     if (change === 0) return;
@@ -242,16 +267,15 @@ $("#retention-form").addEventListener("submit", (event) => {
 $("#delete-button").addEventListener("click", () => guard(async () => {
   const s = current();
   if (!s || !confirm(`Delete the stream ${s.StreamName} and every fragment it holds?`)) return;
-  stopPlayer();
+  unselect();
   await call("deleteStream", { StreamARN: s.StreamARN, CurrentVersion: s.Version });
   say(`Deleted ${s.StreamName}.`, true);
-  state.selected = null;
-  $("#stream-panel").hidden = true;
   await refresh();
 }));
 
 // ---- the player --------------------------------------------------------------------------
 function stopPlayer() {
+  state.playing++;  // a session still being opened for an earlier click is dropped
   if (state.hls) { state.hls.destroy(); state.hls = null; }
   const video = $("#video");
   video.removeAttribute("src");
@@ -266,7 +290,11 @@ function sameOrigin(url) {
 
 async function play(body, lowLatency) {
   stopPlayer();
-  const answer = await call("getHLSStreamingSessionURL", { StreamName: state.selected, ...body });
+  const ticket = state.playing;
+  const answer = await call("getHLSStreamingSessionURL", {
+    StreamName: state.selected, Expires: SESSION_S, ...body,
+  });
+  if (ticket !== state.playing) return;
   let url = sameOrigin(answer.HLSStreamingSessionURL);
   if (lowLatency) url += "&LowLatency=1";
   const video = $("#video");
@@ -291,13 +319,18 @@ $("#live-button").addEventListener("click", () => guard(() => play(
   { PlaybackMode: "LIVE" }, $("#low-latency").checked)));
 
 function playFrom(seconds) {
-  state.selectedTime = seconds;
-  $("#clip-start").textContent = clock(seconds);
+  // A session begins with the first fragment that starts at or after its start time, so
+  // start where the fragment holding the moment picked starts.
+  const holding = state.fragments.find((f) => f.ServerTimestamp <= seconds
+    && seconds < f.ServerTimestamp + f.FragmentLengthInMilliseconds / 1000);
+  const start = holding ? holding.ServerTimestamp : seconds;
+  state.selectedTime = start;
+  $("#clip-start").textContent = clock(start);
   return guard(() => play({
     PlaybackMode: "ON_DEMAND",
     HLSFragmentSelector: {
       FragmentSelectorType: "SERVER_TIMESTAMP",
-      TimestampRange: { StartTimestamp: seconds, EndTimestamp: Date.now() / 1000 },
+      TimestampRange: { StartTimestamp: start, EndTimestamp: Math.min(now(), start + 86399) },
     },
   }, false));
 }
@@ -305,7 +338,7 @@ function playFrom(seconds) {
 // ---- the timeline --------------------------------------------------------------------------
 function windowRange() {
   const span = Number($("#window-select").value);
-  const end = state.windowEnd ?? Date.now() / 1000;
+  const end = state.windowEnd ?? now();
   return [end - span, end];
 }
 
@@ -324,7 +357,7 @@ async function listFragments(start, end) {
     if (!answer.NextToken) break;
     body = { StreamName: state.selected, NextToken: answer.NextToken };
   }
-  return fragments;
+  return fragments.sort((a, b) => a.ServerTimestamp - b.ServerTimestamp);  // any order, says AWS
 }
 
 async function getImages(start, end) {
@@ -339,52 +372,68 @@ async function getImages(start, end) {
 
 function loadTimeline() {
   const name = state.selected;
+  const drawing = ++state.drawing;  // a later load, or another stream's, wins
+  const stale = () => drawing !== state.drawing || state.selected !== name;
   state.timelineAt = Date.now();
+  const [start, end] = windowRange();
+  $("#timeline-range").textContent = `${clock(start)} – ${clock(end)}`;
   return guard(async () => {
-    const [start, end] = windowRange();
-    $("#timeline-range").textContent = `${clock(start)} – ${clock(end)}`;
-    const fragments = await listFragments(start, end);
-    if (state.selected !== name) return;
-    const at = (t) => `${((t - start) / (end - start)) * 100}%`;
-    const timeline = $("#timeline");
-    timeline.replaceChildren(...fragments.map((f) => {
-      const bar = document.createElement("div");
-      bar.className = "fragment";
-      bar.style.left = at(f.ServerTimestamp);
-      bar.style.width = `${(f.FragmentLengthInMilliseconds / 1000 / (end - start)) * 100}%`;
-      bar.title = `${f.FragmentNumber} at ${clock(f.ServerTimestamp)}`;
-      return bar;
-    }));
-    timeline.onclick = (event) => {
-      const box = timeline.getBoundingClientRect();
-      playFrom(start + ((event.clientX - box.left) / box.width) * (end - start));
-    };
-    let images = [];
-    if (fragments.length) {  // spread over the media there is, not the empty part of the window
-      const first = Math.max(start, fragments[0].ServerTimestamp);
-      const last = fragments[fragments.length - 1];
-      images = await getImages(first, Math.min(end, last.ServerTimestamp + last.FragmentLengthInMilliseconds / 1000));
+    let fragments = [];
+    try {
+      fragments = await listFragments(start, end);
+    } finally {
+      if (!stale()) drawFragments(fragments, start, end);
     }
-    if (state.selected !== name) return;
-    $("#thumbnails").replaceChildren(...images.map((image) => {
-      const figure = document.createElement("figure");
-      const img = document.createElement("img");
-      img.src = "data:image/jpeg;base64," + image.ImageContent;
-      img.alt = `frame at ${clock(image.TimeStamp)}`;
-      const caption = document.createElement("figcaption");
-      caption.textContent = clock(image.TimeStamp);
-      figure.append(img, caption);
-      figure.addEventListener("click", () => playFrom(image.TimeStamp));
-      return figure;
-    }));
+    let images = [];
+    try {
+      if (fragments.length && !stale()) {  // over the media there is, not the window's gaps
+        const last = fragments[fragments.length - 1];
+        const until = last.ServerTimestamp + last.FragmentLengthInMilliseconds / 1000;
+        images = await getImages(Math.max(start, fragments[0].ServerTimestamp), Math.min(end, until));
+      }
+    } finally {
+      if (!stale()) drawThumbnails(images);
+    }
   });
+}
+
+function drawFragments(fragments, start, end) {
+  state.fragments = fragments;
+  const timeline = $("#timeline");
+  const span = end - start;
+  timeline.replaceChildren(...fragments.map((f) => {
+    const bar = document.createElement("div");
+    bar.className = "fragment";
+    bar.style.left = `${((f.ServerTimestamp - start) / span) * 100}%`;
+    bar.style.width = `${(f.FragmentLengthInMilliseconds / 1000 / span) * 100}%`;
+    bar.title = `${f.FragmentNumber} at ${clock(f.ServerTimestamp)}`;
+    return bar;
+  }));
+  timeline.onclick = (event) => {
+    const box = timeline.getBoundingClientRect();
+    playFrom(start + ((event.clientX - box.left) / box.width) * span);
+  };
+}
+
+function drawThumbnails(images) {
+  $("#thumbnails").replaceChildren(...images.map((image) => {
+    const figure = document.createElement("figure");
+    const img = document.createElement("img");
+    img.src = "data:image/jpeg;base64," + image.ImageContent;
+    img.alt = `frame at ${clock(image.TimeStamp)}`;
+    const caption = document.createElement("figcaption");
+    caption.textContent = clock(image.TimeStamp);
+    figure.append(img, caption);
+    figure.addEventListener("click", () => playFrom(image.TimeStamp));
+    return figure;
+  }));
 }
 
 function shift(direction) {
   const span = Number($("#window-select").value);
   const [, end] = windowRange();
   const next = end + direction * span;
-  state.windowEnd = next >= Date.now() / 1000 ? null : next;
+  state.windowEnd = next >= now() ? null : next;
   loadTimeline();
 }
 $("#earlier-button").addEventListener("click", () => shift(-1));
@@ -395,9 +444,8 @@ $("#window-select").addEventListener("change", () => loadTimeline());
 // ---- clips ---------------------------------------------------------------------------------
 $("#clip-button").addEventListener("click", () => guard(async () => {
   const seconds = Number($("#clip-seconds").value);
-  const now = Date.now() / 1000;
-  const start = state.selectedTime ?? now - seconds;  // nothing picked: the latest seconds
-  const end = Math.min(start + seconds, now);
+  const start = state.selectedTime ?? now() - seconds;  // nothing picked: the latest seconds
+  const end = Math.min(start + seconds, now());
   say("Preparing the clip…", true);
   const blob = await call("getClip", {
     StreamName: state.selected,
