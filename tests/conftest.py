@@ -114,6 +114,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:  # a browser takes a core of its own and its tests time playback
+        if "browser" in item.keywords:
+            item.add_marker(pytest.mark.serial)
     if config.getoption("--cluster"):
         skip = pytest.mark.skip(reason="tests the embedded store's data dir, not a cluster")
         for item in items:

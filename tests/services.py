@@ -452,6 +452,8 @@ def start_seaweedfs(
     log = root / "weed.log"
     procs: list[subprocess.Popen[bytes]] = []
     sockets: list[Path] = []
+    # A Unix socket's path must fit in 108 bytes: a deep temp dir (pytest-xdist's) would not.
+    local = Path(tempfile.mkdtemp(prefix="okvs-weed-", dir="/tmp"))
 
     def kill() -> None:
         for proc in procs:
@@ -461,12 +463,13 @@ def start_seaweedfs(
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 pass
-        for path in [*sockets, root / "filer.sock", root / "s3.sock"]:
+        for path in [*sockets, local / "filer.sock", local / "s3.sock"]:
             path.unlink(missing_ok=True)  # weed puts its gRPC sockets in /tmp whatever TMPDIR says
 
     def stop() -> None:
         kill()
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(local, ignore_errors=True)
 
     def launch(cmd: list[str]) -> subprocess.Popen[bytes]:
         with open(log, "ab") as out:
@@ -515,8 +518,8 @@ def start_seaweedfs(
                 f"-s3.config={root / 's3.json'}",
                 "-s3.autoCreateBucket=false",
                 "-s3.allowDeleteBucketNotEmpty=true",
-                f"-filer.localSocket={root / 'filer.sock'}",
-                f"-s3.localSocket={root / 's3.sock'}",
+                f"-filer.localSocket={local / 'filer.sock'}",
+                f"-s3.localSocket={local / 's3.sock'}",
             ]
             for name, (http, grpc) in ports.items():
                 cmd += [f"-{name}.port={http}", f"-{name}.port.grpc={grpc}"]

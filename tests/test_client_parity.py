@@ -482,6 +482,13 @@ def test_client_surface_matches_botocore(canned, kind) -> None:
     assert ours.meta.config.region_name == theirs.meta.config.region_name == REGION
 
 
+def _shown(value: Any) -> str:
+    """A parameter id that is the same in every process (pytest-xdist compares them)."""
+    if isinstance(value, Config):
+        return "Config(" + ",".join(f"{k}={v}" for k, v in value._user_provided_options.items()) + ")"
+    return str(value)
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -495,7 +502,7 @@ def test_client_surface_matches_botocore(canned, kind) -> None:
         {"region_name": REGION, "config": Config(retries={"mode": "legacy"})},
         {"region_name": REGION, "config": Config(region_name="ap-south-1")},
     ],
-    ids=str,
+    ids=lambda args: ",".join(f"{k}={_shown(v)}" for k, v in args.items()) or "defaults",
 )
 def test_client_creation_matches_botocore(args) -> None:
     def created(kind: str) -> tuple[str, Any]:

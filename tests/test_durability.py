@@ -103,6 +103,7 @@ async def watch_deletions(directory: Path) -> tuple[float, float]:
     return first, last
 
 
+@pytest.mark.serial  # ack gaps in wall-clock time
 def test_retention_deletes_many_files_while_acks_keep_flowing(
     make_server, tiny_segments: None
 ) -> None:

@@ -421,7 +421,12 @@ HUGE_HEADERS = {
 
 @pytest.mark.parametrize("name", list(HUGE_HEADERS))
 def test_enormous_headers_get_a_400_class_answer(target: Target, name: str) -> None:
-    reply = raw_exchange(target.server, HUGE_HEADERS[name])
+    # aiohttp closes with the rest of the request unread, which resets the connection: on a
+    # busy machine the reset can overtake the 400. It must come back once in three tries.
+    for _ in range(3):
+        reply = raw_exchange(target.server, HUGE_HEADERS[name])
+        if reply:
+            break
     status = int(reply.split(b" ", 2)[1])
     assert 400 <= status < 500, reply[:200]
 

@@ -16,6 +16,8 @@ from tests.test_playback_live import live_url
 TWO_SECOND_GOPS = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-keyint_min", "50",
                    "-sc_threshold", "0"]
 
+pytestmark = pytest.mark.serial  # wall-clock pacing and latency: run alone
+
 
 @pytest.fixture(scope="module")
 def camera(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[float, bytes]]:

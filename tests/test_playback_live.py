@@ -16,6 +16,8 @@ from tests.archive import LiveFeed, fetch, packets
 from tests.conftest import ServerProcess
 from tests.kvs import create_stream
 
+pytestmark = pytest.mark.serial  # wall-clock pacing and latency: run alone
+
 
 def live_url(server: ServerProcess, name: str, kind: str = "HLS", **options: object) -> str:
     archived = server.client("kinesis-video-archived-media")

@@ -13,6 +13,8 @@ from tests.media import cluster, simple_block, synthetic_mkv
 
 MB = 1_000_000
 
+pytestmark = pytest.mark.serial  # wall-clock pacing and latency: run alone
+
 
 def body_of(fragments: int, size: int, start: int = 0) -> bytes:
     """``fragments`` fragments of about ``size`` bytes, one second apart."""
