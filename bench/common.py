@@ -293,6 +293,22 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
 
 
+def percentile_rows(
+    figure: str, values: list[float], baseline: list[float], unit: str, baseline_name: str
+) -> list[Row]:
+    """The p50 and p99 rows of ``figure``, each beside the baseline's same percentile."""
+    return [
+        Row(
+            f"{figure}, p{p}",
+            percentile(values, p),
+            percentile(baseline, p),
+            unit,
+            baseline_name=baseline_name,
+        )
+        for p in (50, 99)
+    ]
+
+
 # ---- bodies --------------------------------------------------------------------------------
 
 

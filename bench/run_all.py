@@ -24,6 +24,7 @@ from bench import (
     getmedia_throughput,
     hls_latency,
     listfragments,
+    observe,
     putmedia_ingest,
     restart,
     store,
@@ -45,6 +46,7 @@ BENCHMARKS: dict[str, Callable[[Settings], list[Row]]] = {
     "listfragments": listfragments.run,
     "hls_latency": hls_latency.run,
     "cluster": cluster.run,
+    "observe": observe.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -41,6 +41,9 @@ ROWS = [
         f"HLS LIVE, 0.5 s fragments: RECEIVED → in media playlist, {p}"  # smoke: 0.5 s only
         for p in ("p50", "p99")
     ),
+    "GET /metrics, 20 streams, p50",
+    "console stats, 20 streams, p99",
+    "GET /health while /metrics is scraped non-stop, p99",
     # the player rows are there, "not measured" (no browser in a smoke run)
     "HLS LIVE in hls.js, 0.5 s fragments: producer frame → player",
     "LL-HLS (LowLatency=1) in hls.js, 0.5 s fragments: producer frame → player",

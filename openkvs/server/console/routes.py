@@ -33,14 +33,6 @@ POLICY = (  # the page loads nothing from elsewhere; hls.js plays through blob: 
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
     "worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'"
 )
-STREAM_SERIES = {
-    "openkvs_ingest_fragments_total": "fragmentsIn",
-    "openkvs_ingest_bytes_total": "bytesIn",
-    "openkvs_getmedia_fragments_total": "fragmentsOut",
-    "openkvs_getmedia_bytes_total": "bytesOut",
-    "openkvs_ingest_last_fragment_timestamp_seconds": "lastFragment",
-    "openkvs_getmedia_live_readers": "liveReaders",
-}
 POOLED = (OTHER, ALL)  # labels that sum many streams
 MISSING_PLAYER = (
     "// hls.js is not installed in the console: run ./scripts/setup with npm on PATH "
@@ -145,7 +137,7 @@ def stats(gate: Gate, metrics: Metrics) -> Handler:
         key = gate.console_key(request)
         if gate.signed and key is None:
             return _answer({"message": "Log in to the console first."}, 403)
-        streams = per_stream(metrics)
+        streams = metrics.by_stream()
         if key is not None and gate.rules is not None:  # only what ListStreams shows this key
             visible = gate.rules.visible(key)  # and not the totals of others under _other/_all
             streams = {
@@ -155,14 +147,3 @@ def stats(gate: Gate, metrics: Metrics) -> Handler:
 
     return handler
 
-
-def per_stream(metrics: Metrics) -> dict[str, dict[str, float]]:
-    """``{stream: {fragmentsIn: ..., bytesIn: ..., ...}}`` from the registry's samples."""
-    found: dict[str, dict[str, float]] = {}
-    for family in metrics.registry.collect():
-        for sample in family.samples:
-            key = STREAM_SERIES.get(sample.name)
-            stream = sample.labels.get("stream")
-            if key is not None and stream is not None:
-                found.setdefault(stream, {})[key] = sample.value
-    return found

@@ -8,7 +8,6 @@ import shutil
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import generate_latest
 
 from openkvs.server.config import Config
 from openkvs.server.metrics import Metrics
@@ -35,8 +34,7 @@ def metrics_page(
             held, free = await asyncio.to_thread(disk, config.data_dir)
             metrics.store_bytes.set(held)
             metrics.store_free_bytes.set(free)
-        body = generate_latest(metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": TEXT_FORMAT})
+        return web.Response(body=metrics.render(), headers={"Content-Type": TEXT_FORMAT})
 
     return page
 
