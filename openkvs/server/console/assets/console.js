@@ -301,7 +301,9 @@ async function play(body, lowLatency) {
   if (window.Hls && Hls.isSupported()) {
     const hls = state.hls = new Hls({ lowLatencyMode: lowLatency, enableWorker: true });
     hls.on(Hls.Events.ERROR, (_, data) => {
-      if (data.fatal) say(`player: ${data.type}: ${data.details}`);
+      if (!data.fatal) return;
+      if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();  // e.g. a decode hiccup
+      else say(`player: ${data.type}: ${data.details}`);
     });
     hls.loadSource(url);
     hls.attachMedia(video);
