@@ -100,6 +100,13 @@ class ServerProcess:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
+        "--serial",
+        choices=("both", "skip", "only"),
+        default="both",
+        help="the tests marked serial: run them too (both), leave them out (skip) or run only "
+        "them (only); scripts/test runs skip on two workers, then only on one",
+    )
+    parser.addoption(
         "--cluster",
         action="store_true",
         help="run every server the tests start as a 2-node cluster on PostgreSQL + SeaweedFS "
@@ -117,6 +124,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:  # a browser takes a core of its own and its tests time playback
         if "browser" in item.keywords:
             item.add_marker(pytest.mark.serial)
+    serial = config.getoption("--serial")
+    if serial != "both":
+        keep = [item for item in items if ("serial" in item.keywords) == (serial == "only")]
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
     if config.getoption("--cluster"):
         skip = pytest.mark.skip(reason="tests the embedded store's data dir, not a cluster")
         for item in items:

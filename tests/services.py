@@ -431,7 +431,8 @@ def _wait_for_s3(proc: subprocess.Popen[bytes], client: Any) -> str | None:
 def start_seaweedfs(
     root: Path, weed: Path
 ) -> tuple[SeaweedFSServer, Callable[[], None], int, list[Path]]:
-    """``weed mini`` in ``root``: the server, a stop function, its pid and its /tmp sockets."""
+    """``weed mini`` in ``root``: the server, a stop function, its pid and its /tmp sockets
+    (and the dir of its local ones)."""
     access_key = "AKIA" + secrets.token_hex(8).upper()
     secret_key = secrets.token_urlsafe(30)
     (root / "s3.json").write_text(
@@ -452,7 +453,7 @@ def start_seaweedfs(
     log = root / "weed.log"
     procs: list[subprocess.Popen[bytes]] = []
     sockets: list[Path] = []
-    # A Unix socket's path must fit in 108 bytes: a deep temp dir (pytest-xdist's) would not.
+    # A Unix socket's path must fit in 108 bytes: a long --out or TMPDIR would not.
     local = Path(tempfile.mkdtemp(prefix="okvs-weed-", dir="/tmp"))
 
     def kill() -> None:
@@ -551,7 +552,7 @@ def start_seaweedfs(
         elapsed,
         restart,
     )
-    return server, stop, proc.pid, sockets
+    return server, stop, proc.pid, [*sockets, local]
 
 
 @pytest.fixture(scope="session")

@@ -85,6 +85,7 @@ def test_operations_are_signed_and_ruled_the_session_resources_need_only_the_tok
     assert fetch(url.split("?")[0])[0] == 403
 
 
+@pytest.mark.serial  # calls per wall-clock second
 def test_get_clip_is_one_call_a_second_per_stream_unless_limits_are_off(make_server, media: Path) -> None:
     for flags, refused in (((), True), (("--no-rate-limits",), False)):
         server = make_server(*flags)
@@ -99,6 +100,7 @@ def test_get_clip_is_one_call_a_second_per_stream_unless_limits_are_off(make_ser
         archived.get_clip(StreamName="cam", ClipFragmentSelector=selector)["Payload"].read()
 
 
+@pytest.mark.serial  # calls per wall-clock second
 def test_list_fragments_is_five_calls_a_second_per_stream(make_server, media: Path) -> None:
     server = make_server()
     loaded = load(server, "cam", media)

@@ -90,7 +90,7 @@ async def test_a_fragment_stored_by_one_node_wakes_a_reader_waiting_on_another(
         started = time.monotonic()
         await writer.append(await writer.claim_writer(INFO.key), [fragment(1)])
         assert await asyncio.wait_for(waiting, 5) is True
-        assert time.monotonic() - started < 1.0  # woken by NOTIFY, not by its timeout
+        assert time.monotonic() - started < 4.0  # woken by NOTIFY, not by its 10 s timeout
         assert [m.seq for m in await reader.fragments_after(INFO.key, 0, 10)] == [1]
     finally:
         await writer.close()

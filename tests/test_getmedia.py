@@ -225,6 +225,7 @@ def test_boto3_raises_typed_errors(six) -> None:
     assert info.value.response["ResponseMetadata"]["RequestId"]
 
 
+@pytest.mark.serial  # calls per wall-clock second
 def test_quotas_connections_and_calls_per_second(make_server, av_clip) -> None:
     server = make_server("--getmedia-idle-timeout-s", "5")
     create_stream(server, "q")

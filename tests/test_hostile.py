@@ -427,6 +427,7 @@ def test_enormous_headers_get_a_400_class_answer(target: Target, name: str) -> N
         reply = raw_exchange(target.server, HUGE_HEADERS[name])
         if reply:
             break
+    assert reply, "reset before any answer, three times"
     status = int(reply.split(b" ", 2)[1])
     assert 400 <= status < 500, reply[:200]
 
@@ -496,6 +497,7 @@ def wait_all(drips: list[Drip], limit: float) -> None:
         drip.join(1)
 
 
+@pytest.mark.serial  # slow clients against wall-clock idle limits
 def test_slow_headers_are_dropped_and_others_are_served(target: Target) -> None:
     head = b"POST /describeStream HTTP/1.1\r\nHost: x\r\n"
     drips = [Drip(target.server, head, b"X-Slow: aaaaaaaa") for _ in range(30)]
@@ -506,6 +508,7 @@ def test_slow_headers_are_dropped_and_others_are_served(target: Target) -> None:
         assert drip.received == b""  # closed: no request was ever complete
 
 
+@pytest.mark.serial  # slow clients against wall-clock idle limits
 @pytest.mark.parametrize("path", ["/describeStream", "/getMedia"])
 def test_slow_json_bodies_time_out_with_408(target: Target, path: str) -> None:
     head = (
@@ -521,6 +524,7 @@ def test_slow_json_bodies_time_out_with_408(target: Target, path: str) -> None:
         assert drip.lasted < SILENT_S + 1.5
 
 
+@pytest.mark.serial  # slow clients against wall-clock idle limits
 def test_a_dripping_putmedia_is_closed_once_it_goes_silent(target: Target) -> None:
     """A PutMedia body sent a byte at a time holds its session only while bytes keep coming:
     once they stop, the server ends it after the idle timeout; others are served throughout."""

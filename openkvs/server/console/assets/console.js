@@ -302,8 +302,13 @@ async function play(body, lowLatency) {
     const hls = state.hls = new Hls({ lowLatencyMode: lowLatency, enableWorker: true });
     hls.on(Hls.Events.ERROR, (_, data) => {
       if (!data.fatal) return;
-      if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();  // e.g. a decode hiccup
-      else say(`player: ${data.type}: ${data.details}`);
+      const now_ = Date.now();
+      if (data.type === Hls.ErrorTypes.MEDIA_ERROR && now_ - (hls.recovered || 0) > 5000) {
+        hls.recovered = now_;  // a decode hiccup: once per 5 s, then say so
+        hls.recoverMediaError();
+      } else {
+        say(`player: ${data.type}: ${data.details}`);
+      }
     });
     hls.loadSource(url);
     hls.attachMedia(video);
