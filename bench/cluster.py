@@ -75,6 +75,7 @@ from bench.common import (
     media_body,
     openkvs_server,
     percentile,
+    percentile_rows,
     profile_path,
     request_json,
     split,
@@ -722,16 +723,9 @@ def rows_for(
                     baseline_name="1 node",
                 )
             )
-    for p in (50, 99):
-        rows.append(
-            Row(
-                f"Cluster PERSISTED latency, 1 MB fragments, 1 node, p{p}",
-                percentile(latency, p),
-                percentile(bare, p),
-                "ms",
-                baseline_name=BARE,
-            )
-        )
+    rows += percentile_rows(
+        "Cluster PERSISTED latency, 1 MB fragments, 1 node", latency, bare, "ms", BARE
+    )
     return rows
 
 

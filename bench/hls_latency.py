@@ -54,6 +54,7 @@ from bench.common import (
     open_reader,
     openkvs_server,
     percentile,
+    percentile_rows,
     request_json,
     standalone,
 )
@@ -433,16 +434,13 @@ def run(settings: Settings) -> list[Row]:
             print(f"  {label} fragments: {len(lengths)} stored, median length {middle:.0f} ms")
             if abs(middle - expected) > expected / 4:
                 raise RuntimeError(f"fragments of {middle} ms, not one per {expected:.0f} ms GOP")
-            for p in (50, 99):
-                rows.append(
-                    Row(
-                        f"HLS LIVE, {label} fragments: RECEIVED → in media playlist, p{p}",
-                        percentile(delays, p),
-                        percentile(base, p),
-                        "ms",
-                        baseline_name="GetMedia NOW reader, RECEIVED → last byte",
-                    )
-                )
+            rows += percentile_rows(
+                f"HLS LIVE, {label} fragments: RECEIVED → in media playlist",
+                delays,
+                base,
+                "ms",
+                "GetMedia NOW reader, RECEIVED → last byte",
+            )
             why_skipped = (
                 "not measured: smoke run" if settings.smoke else "not measured: --browser 0"
             )

@@ -28,7 +28,14 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.archive import aws_client
-from bench.common import Row, Settings, openkvs_server, percentile, standalone
+from bench.common import (
+    Row,
+    Settings,
+    openkvs_server,
+    percentile,
+    percentile_rows,
+    standalone,
+)
 from bench.store import fill_small
 
 OPTIONS = {"fragments": 1_000_000, "calls": 100, "walk": 10_000}
@@ -157,16 +164,13 @@ def run(settings: Settings) -> list[Row]:
                     baseline_name="DescribeStream round trip",
                 )
             )
-    for p in (50, 99):
-        rows.append(
-            Row(
-                f"ListFragments of {count:,} stored, {PAGE:,} per call, raw HTTP (the server's share), p{p}",
-                percentile(raw_listed, p),
-                percentile(raw_describe, p),
-                "ms",
-                baseline_name="raw DescribeStream",
-            )
-        )
+    rows += percentile_rows(
+        f"ListFragments of {count:,} stored, {PAGE:,} per call, raw HTTP (the server's share)",
+        raw_listed,
+        raw_describe,
+        "ms",
+        "raw DescribeStream",
+    )
     rows.append(
         Row(
             f"ListFragments paginator, {walk:,} of {count:,} stored fragments",
